@@ -1,0 +1,39 @@
+"""Phase Zoo: model zoos on phase transitions in neural networks.
+
+Public API (everything the ``phasezoo`` command does is a function here too):
+
+* :func:`build_model` — a width-scalable architecture by name;
+* :func:`load_spec`, :func:`list_zoos` — validated zoo specs;
+* :func:`train_zoo`, :func:`zoo_status`, :func:`zoo_table` — train and inspect a zoo;
+* :func:`load_member` — a stored member's model and config at an epoch;
+* :func:`export_ptmz` — the authors' ray.tune layout.
+
+Heavy modules (torch, pandas) load on first use, so ``import phasezoo`` is cheap.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_model": "phasezoo.models",
+    "load_spec": "phasezoo.spec",
+    "list_zoos": "phasezoo.spec",
+    "train_zoo": "phasezoo.zoo",
+    "zoo_status": "phasezoo.zoo",
+    "zoo_table": "phasezoo.zoo",
+    "load_member": "phasezoo.zoo",
+    "train_member": "phasezoo.train",
+    "export_ptmz": "phasezoo.export",
+    "PhaseZooError": "phasezoo.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'phasezoo' has no attribute {name!r}")

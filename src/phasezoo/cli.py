@@ -1,0 +1,158 @@
+"""The ``phasezoo`` command: plan, train, inspect and export zoos.
+
+Every subcommand is a thin wrapper around a function of the package (``phasezoo.zoo``,
+``phasezoo.spec``, ``phasezoo.export``). Errors a user can fix are printed as one line
+(``phasezoo: error: ...``) with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from phasezoo.errors import PhaseZooError
+
+EXIT_USAGE = 2
+
+
+def _add_zoo_args(p: argparse.ArgumentParser, *, root: bool = True) -> None:
+    p.add_argument("zoo", help="zoo name (see `phasezoo zoos`) or path to a zoo YAML file")
+    p.add_argument("--profile", "-p", default="mini", help="profile: paper, mini or smoke (default: mini)")
+    if root:
+        p.add_argument("--root", default="data/zoos", type=Path,
+                       help="folder that holds the zoos (default: data/zoos)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phasezoo",
+        description="Model zoos on phase transitions: plan, train, inspect and export zoos.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("zoos", help="list the zoos and their profiles")
+
+    p = sub.add_parser("plan", help="list the member configs of a zoo profile")
+    _add_zoo_args(p, root=False)
+    p.add_argument("--json", action="store_true", help="print the configs as one JSON list")
+
+    p = sub.add_parser("train", help="train a zoo (finished members are skipped, partial ones resumed)")
+    _add_zoo_args(p)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="dataset root (default: $PHASEZOO_DATA or ~/.cache/phasezoo/datasets)")
+
+    p = sub.add_parser("status", help="count done, partial, pending and diverged members")
+    _add_zoo_args(p)
+
+    p = sub.add_parser("table", help="one row per member: config and results at an epoch")
+    _add_zoo_args(p)
+    p.add_argument("--epoch", default="last", help="'last' (default) or an epoch number")
+    p.add_argument("--csv", default=None, help="write CSV to this file ('-' for stdout)")
+
+    p = sub.add_parser("export", help="export a zoo to another on-disk layout")
+    _add_zoo_args(p)
+    p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist)")
+    p.add_argument("--format", default="ptmz", choices=["ptmz"],
+                   help="ptmz: the authors' ray.tune layout (params.json, result.json, checkpoint_*)")
+    return parser
+
+
+def _epoch_arg(value: str) -> int | str:
+    if value == "last":
+        return value
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise PhaseZooError(f"--epoch must be 'last' or a non-negative integer, got {value!r}") from None
+    if epoch < 0:
+        raise PhaseZooError(f"--epoch must be 'last' or a non-negative integer, got {value!r}")
+    return epoch
+
+
+def _check_profile(spec, profile: str) -> None:
+    spec.profile(profile)  # raises a one-line SpecError naming the valid profiles
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imports are deferred so that `phasezoo --help` and `phasezoo zoos` stay quick.
+    from phasezoo.spec import list_zoos, load_spec, plan_json
+
+    if args.command == "zoos":
+        for name in list_zoos():
+            spec = load_spec(name)
+            sizes = ", ".join(f"{p} ({prof.size})" for p, prof in spec.profiles.items())
+            print(f"{name:24s} {spec.description}\n{'':24s} profiles: {sizes}")
+        return 0
+
+    spec = load_spec(args.zoo)
+    _check_profile(spec, args.profile)
+
+    if args.command == "plan":
+        if args.json:
+            print(plan_json(spec, args.profile))
+        else:
+            for m in spec.members(args.profile):
+                print(f"{m.member}  width={m.width} batch_size={m.batch_size} seed={m.seed} "
+                      f"{m.optimizer} lr={m.lr} epochs={m.epochs}")
+        return 0
+
+    from phasezoo import zoo as zoo_ops
+
+    if args.command == "train":
+        results = zoo_ops.train_zoo(spec, args.profile, args.root, device=args.device,
+                                    workers=args.workers, data_dir=args.data_dir)
+        counts = zoo_ops.zoo_status(spec, args.profile, args.root)
+        trained = sum(r.epochs_run for r in results)
+        print(f"{spec.name}/{args.profile}: trained {trained} epochs in {len(results)} members; "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
+
+    if args.command == "status":
+        counts = zoo_ops.zoo_status(spec, args.profile, args.root)
+        print(" ".join(f"{k}={v}" for k, v in counts.items()))
+        return 0
+
+    if args.command == "table":
+        df = zoo_ops.zoo_table(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch))
+        if args.csv == "-":
+            df.to_csv(sys.stdout, index=False)
+        elif args.csv:
+            from phasezoo.store import atomic_write_bytes
+
+            atomic_write_bytes(Path(args.csv), df.to_csv(index=False).encode())
+            print(f"wrote {len(df)} rows to {args.csv}")
+        else:
+            import pandas as pd
+
+            with pd.option_context("display.max_rows", None, "display.width", 200,
+                                   "display.float_format", "{:.4g}".format):
+                print(df.drop(columns=["arch", "dataset"]).to_string(index=False))
+        return 0
+
+    if args.command == "export":
+        from phasezoo.export import export_ptmz
+
+        n = export_ptmz(spec, args.profile, args.root, args.to)
+        print(f"exported {n} members to {args.to} (format {args.format})")
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except PhaseZooError as e:
+        print(f"phasezoo: error: {e}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print("phasezoo: interrupted; rerun the same command to resume", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Which datasets exist, where their files live, and the cached entry point ``load_dataset``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from phasezoo.errors import PhaseZooError
+
+from .vision import VisionData
+
+#: Environment variable naming the data root when ``--data-dir``/``data_dir`` is not given.
+DATA_ENV = "PHASEZOO_DATA"
+#: Data root when neither the argument nor the environment variable is set.
+DEFAULT_DATA_DIR = Path("~/.cache/phasezoo/datasets")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset without loading it (used to validate zoo specs).
+
+    ``num_train``/``num_test`` are the sizes of the official splits as this package uses them
+    (digits: its fixed 80/20 split; tinyimagenet: train / labelled val).
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    num_train: int
+    num_test: int
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("digits", 10, 1, 8, 1437, 360,
+                    "scikit-learn handwritten digits, 8x8 grey, bundled (no files needed)"),
+        DatasetInfo("cifar10", 10, 3, 32, 50000, 10000,
+                    "CIFAR-10, 32x32 colour objects, 10 classes (torchvision)"),
+        DatasetInfo("cifar100", 100, 3, 32, 50000, 10000,
+                    "CIFAR-100, 32x32 colour objects, 100 fine classes (torchvision)"),
+        DatasetInfo("svhn", 10, 3, 32, 73257, 26032,
+                    "SVHN cropped house-number digits, 32x32 colour (torchvision, no 'extra')"),
+        DatasetInfo("stl10", 10, 3, 96, 5000, 8000,
+                    "STL-10 labelled images, 96x96 colour (torchvision, no unlabeled split)"),
+        DatasetInfo("tinyimagenet", 200, 3, 64, 100000, 10000,
+                    "Tiny ImageNet, 64x64 colour, 200 classes (test = labelled val split)"),
+    )
+}
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data root: ``data_dir`` if given, else ``$PHASEZOO_DATA``, else ``~/.cache/phasezoo/datasets``.
+
+    ``~`` is expanded and the path made absolute (symlinks are kept as written), so error
+    messages show the exact directory that was searched. An empty env var counts as unset.
+    """
+    if data_dir is None or str(data_dir) == "":
+        data_dir = os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
+    return Path(data_dir).expanduser().absolute()
+
+
+# Small in-process cache: a zoo trains many members from one load. Keyed by (name, root), not by
+# `download`, since a successful load is the same data either way. Failures are not cached.
+_CACHE_SIZE = 2  # whole datasets are large (tinyimagenet as float32 is ~5 GB)
+_cache: OrderedDict[tuple[str, Path], VisionData] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every cached dataset (e.g. after files in a data root changed)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _load_uncached(name: str, root: Path, download: bool) -> VisionData:
+    # Loader modules are imported here, not at the top: torchvision and scikit-learn take
+    # seconds to import, and code that only needs DATASETS (spec validation) should not pay it.
+    if name == "digits":
+        from .digits import load_digits
+
+        return load_digits()
+    if name == "tinyimagenet":
+        from .tinyimagenet import load_tinyimagenet
+
+        return load_tinyimagenet(root / name)
+    from .torchvision_sets import load_torchvision_set
+
+    return load_torchvision_set(name, root / name, download)
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = True) -> VisionData:
+    """Load dataset ``name`` (a key of :data:`DATASETS`) as a normalised :class:`VisionData` on CPU.
+
+    Files are looked up in ``resolve_data_dir(data_dir) / name`` (see
+    :mod:`phasezoo.data.torchvision_sets` and :mod:`phasezoo.data.tinyimagenet` for the
+    layout inside). ``download`` lets torchvision fetch missing CIFAR/SVHN/STL-10 files;
+    digits needs no files and tinyimagenet has no download. Absent files ->
+    :class:`~phasezoo.errors.DatasetNotFoundError`; unknown name -> ``PhaseZooError``.
+    The result is cached in-process and shared: do not modify its tensors in place.
+    """
+    if name not in DATASETS:
+        raise PhaseZooError(f"unknown dataset '{name}'; valid names: {', '.join(DATASETS)}")
+    root = resolve_data_dir(data_dir)
+    key = (name, root)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    data = _load_uncached(name, root, download)
+    with _cache_lock:
+        _cache[key] = data
+        _cache.move_to_end(key)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return data

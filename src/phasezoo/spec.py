@@ -1,0 +1,424 @@
+"""Zoo specs: one validated source of truth per zoo and profile.
+
+A zoo is a grid ``load × temperature × seed`` of training runs that share every other setting.
+Each zoo is one YAML file in ``phasezoo/zoos/`` (files whose name starts with ``_`` are shared
+bases, pulled in with ``extends:``). A file holds the fixed settings (task, architecture,
+dataset, training) and named *profiles* (``paper``, ``mini``, ``smoke``), each giving the grid
+and optional overrides of the training settings. Loading validates every value and returns
+frozen dataclasses; :meth:`ZooSpec.members` expands the grid into :class:`MemberSpec` objects,
+the exact configuration of one training run, which is what ``config.json`` stores.
+
+Schema (all keys are checked; unknown keys are errors)::
+
+    name: cifar10-resnet18          # defaults to the file name
+    description: one line
+    extends: _resnet-table2.yaml    # optional base file, merged key by key (this file wins)
+    task: classification
+    arch: resnet18
+    dataset: cifar10
+    axes: {load: width, temperature: batch_size}
+    training:
+      optimizer: sgd | adamw
+      lr: 0.1
+      momentum: 0.9                 # sgd only
+      weight_decay: 5.0e-4
+      scheduler: {name: onecycle_cosine, pct_start: 0.3, div_factor: 25, final_div_factor: 1.0e4}
+      epochs: 150
+      init: kaiming_uniform
+      augmentation: {random_crop: {padding: 4}, hflip: true, rotation: 20}
+      checkpoints: {every: 5}       # or {at: [0, 1, 2, 5, ...]}; 0 and the last epoch always
+    profiles:
+      paper: {grid: {width: [...], batch_size: [...], seed: [0, 1, 2]}}
+      mini:  {grid: {...}, training: {epochs: 15}}    # training overrides merge key by key
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+from phasezoo.errors import SpecError
+
+PROFILES = ("paper", "mini", "smoke")
+TASKS = ("classification",)
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("onecycle_cosine", "constant")
+INITS = ("kaiming_uniform",)
+#: grid parameters a zoo may vary, with the short label used in member folder names
+GRID_LABELS = {"width": "w", "batch_size": "b", "seed": "s"}
+
+_TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "axes", "training", "profiles"}
+_TRAINING_KEYS = {
+    "optimizer", "lr", "momentum", "weight_decay", "scheduler", "epochs", "init", "augmentation",
+    "checkpoints",
+}
+_SCHEDULER_DEFAULTS = {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1.0e4}
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Settings shared by every member of a profile (paper Table 2 for the ResNet zoos)."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    scheduler: Mapping[str, Any]
+    epochs: int
+    init: str
+    augmentation: Mapping[str, Any]
+    checkpoint_epochs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """The complete configuration of one training run: what ``config.json`` holds."""
+
+    zoo: str
+    profile: str
+    member: str
+    task: str
+    arch: str
+    dataset: str
+    width: int
+    batch_size: int
+    seed: int
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    scheduler: Mapping[str, Any]
+    epochs: int
+    init: str
+    augmentation: Mapping[str, Any]
+    checkpoint_epochs: tuple[int, ...]
+    load_axis: str
+    temperature_axis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["scheduler"] = dict(self.scheduler)
+        d["augmentation"] = copy.deepcopy(dict(self.augmentation))
+        d["checkpoint_epochs"] = list(self.checkpoint_epochs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MemberSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - set(d)
+        if missing:
+            raise SpecError(f"member config lacks {', '.join(sorted(missing))}")
+        kw = {k: d[k] for k in names}
+        kw["checkpoint_epochs"] = tuple(kw["checkpoint_epochs"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """One profile: the grid axes (ordered load, temperature, seed) and its training settings."""
+
+    name: str
+    grid: Mapping[str, tuple]
+    training: TrainingSpec
+    description: str = ""
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(v) for v in self.grid.values())
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """A validated zoo: fixed settings plus its profiles."""
+
+    name: str
+    description: str
+    task: str
+    arch: str
+    dataset: str
+    load_axis: str
+    temperature_axis: str
+    profiles: Mapping[str, ProfileSpec]
+    source: str = field(default="", compare=False)
+
+    def profile(self, name: str) -> ProfileSpec:
+        if name not in self.profiles:
+            raise SpecError(
+                f"zoo {self.name!r} has no profile {name!r}; profiles: {', '.join(self.profiles)}"
+            )
+        return self.profiles[name]
+
+    def members(self, profile: str) -> list[MemberSpec]:
+        """Expand a profile's grid, load-major, then temperature, then seed."""
+        prof = self.profile(profile)
+        t = prof.training
+        out = []
+        for values in _product(prof.grid):
+            out.append(
+                MemberSpec(
+                    zoo=self.name, profile=profile, member=member_name(values), task=self.task,
+                    arch=self.arch, dataset=self.dataset, width=values["width"],
+                    batch_size=values["batch_size"], seed=values["seed"],
+                    optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
+                    weight_decay=t.weight_decay, scheduler=t.scheduler, epochs=t.epochs,
+                    init=t.init, augmentation=t.augmentation,
+                    checkpoint_epochs=t.checkpoint_epochs, load_axis=self.load_axis,
+                    temperature_axis=self.temperature_axis,
+                )
+            )
+        return out
+
+
+def _product(grid: Mapping[str, tuple]) -> Iterator[dict[str, Any]]:
+    keys = list(grid)
+    if not keys:
+        yield {}
+        return
+    first, rest = keys[0], {k: grid[k] for k in keys[1:]}
+    for v in grid[first]:
+        for tail in _product(rest):
+            yield {first: v, **tail}
+
+
+def member_name(values: Mapping[str, Any]) -> str:
+    """Folder name from grid coordinates, sortable: ``{'width': 8, 'batch_size': 128, 'seed': 0}``
+    -> ``w0008_b0128_s0``."""
+    parts = []
+    for key, value in values.items():
+        label = GRID_LABELS[key]
+        parts.append(f"{label}{value}" if key == "seed" else f"{label}{value:04d}")
+    return "_".join(parts)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def zoo_dir() -> Path:
+    """The folder of the packaged zoo specs."""
+    return Path(str(resources.files("phasezoo") / "zoos"))
+
+
+def list_zoos() -> list[str]:
+    """Names of the packaged zoos (one YAML file each, bases starting with ``_`` excluded)."""
+    return sorted(p.stem for p in zoo_dir().glob("*.yaml") if not p.name.startswith("_"))
+
+
+def load_spec(zoo: str | Path) -> ZooSpec:
+    """Load and validate a zoo by packaged name (``cifar10-resnet18``) or by path to a YAML file."""
+    path = Path(zoo)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SpecError(f"zoo spec file not found: {path}")
+    else:
+        path = zoo_dir() / f"{zoo}.yaml"
+        if not path.is_file() or path.name.startswith("_"):
+            raise SpecError(f"unknown zoo {str(zoo)!r}; known zoos: {', '.join(list_zoos())}")
+    raw = _read_with_bases(path, seen=())
+    return _validate(raw, path)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise SpecError(f"{path.name}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path.name}: a zoo spec must be a mapping of keys to values")
+    return data
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict:
+    if path in seen:
+        raise SpecError(f"{path.name}: circular 'extends'")
+    data = _read_yaml(path)
+    base = data.pop("extends", None)
+    data.setdefault("name", path.stem)
+    if base is None:
+        return data
+    base_path = path.parent / str(base)
+    if not base_path.is_file():
+        raise SpecError(f"{path.name}: extends {base!r}, which does not exist beside it")
+    merged = _read_with_bases(base_path, seen + (path,))
+    merged.pop("name", None)
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(base: Mapping, over: Mapping) -> dict:
+    """Merge mappings key by key; ``over`` wins; lists and scalars are replaced, not merged."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _validate(raw: dict, path: Path) -> ZooSpec:
+    # Imported here: the registries live with their implementations, and importing them at module
+    # level would make `phasezoo.spec` pull in torch for a plain `phasezoo zoos`.
+    from phasezoo.data import DATASETS
+    from phasezoo.models import ARCHS
+
+    where = path.name
+    _no_unknown(raw, _TOP_KEYS, where)
+    name = _require(raw, "name", str, where)
+    task = _choice(raw.get("task", "classification"), TASKS, f"{where}: task")
+    arch = _choice(_require(raw, "arch", str, where), tuple(ARCHS), f"{where}: arch")
+    dataset = _choice(_require(raw, "dataset", str, where), tuple(DATASETS), f"{where}: dataset")
+    axes = raw.get("axes", {"load": "width", "temperature": "batch_size"})
+    if not isinstance(axes, Mapping) or set(axes) != {"load", "temperature"}:
+        raise SpecError(f"{where}: axes must be a mapping with keys 'load' and 'temperature'")
+    for a in axes.values():
+        _choice(a, tuple(k for k in GRID_LABELS if k != "seed"), f"{where}: axes")
+    training = raw.get("training") or {}
+    profiles_raw = _require(raw, "profiles", dict, where)
+    if not profiles_raw:
+        raise SpecError(f"{where}: no profiles")
+    num_train = DATASETS[dataset].num_train
+    profiles = {}
+    for pname, praw in profiles_raw.items():
+        pwhere = f"{where}: profile {pname!r}"
+        if not isinstance(praw, Mapping):
+            raise SpecError(f"{pwhere}: must be a mapping with 'grid' and optional 'training'")
+        _no_unknown(praw, {"grid", "training", "description"}, pwhere)
+        t = _training(_deep_merge(training, praw.get("training") or {}), pwhere)
+        grid = _grid(_require(praw, "grid", dict, pwhere), axes, pwhere)
+        too_big = [b for b in grid["batch_size"] if b > num_train]
+        if too_big:
+            raise SpecError(
+                f"{pwhere}: batch size {too_big[0]} is larger than the {num_train} training "
+                f"samples of {dataset}"
+            )
+        profiles[pname] = ProfileSpec(
+            name=pname, grid=grid, training=t, description=str(praw.get("description", ""))
+        )
+    return ZooSpec(
+        name=name, description=str(raw.get("description", "")), task=task, arch=arch,
+        dataset=dataset, load_axis=axes["load"], temperature_axis=axes["temperature"],
+        profiles=profiles, source=str(path),
+    )
+
+
+def _training(t: Mapping, where: str) -> TrainingSpec:
+    from phasezoo.data import BatchAugment
+
+    _no_unknown(t, _TRAINING_KEYS, f"{where}: training")
+    optimizer = _choice(t.get("optimizer"), OPTIMIZERS, f"{where}: training.optimizer")
+    lr = _number(t.get("lr"), f"{where}: training.lr", positive=True)
+    momentum = _number(t.get("momentum", 0.0), f"{where}: training.momentum")
+    if not 0.0 <= momentum < 1.0:
+        raise SpecError(f"{where}: training.momentum must lie in [0, 1), got {momentum}")
+    if optimizer != "sgd" and momentum:
+        raise SpecError(f"{where}: training.momentum applies to sgd only")
+    wd = _number(t.get("weight_decay", 0.0), f"{where}: training.weight_decay")
+    if wd < 0:
+        raise SpecError(f"{where}: training.weight_decay must be >= 0, got {wd}")
+    epochs = t.get("epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise SpecError(f"{where}: training.epochs must be a positive integer, got {epochs!r}")
+    sched = t.get("scheduler", {"name": "constant"})
+    if isinstance(sched, str):
+        sched = {"name": sched}
+    if not isinstance(sched, Mapping):
+        raise SpecError(f"{where}: training.scheduler must be a name or a mapping")
+    sname = _choice(sched.get("name"), SCHEDULERS, f"{where}: training.scheduler.name")
+    if sname == "onecycle_cosine":
+        _no_unknown(sched, {"name", *_SCHEDULER_DEFAULTS}, f"{where}: training.scheduler")
+        sched = {"name": sname, **{k: float(sched.get(k, v)) for k, v in _SCHEDULER_DEFAULTS.items()}}
+        if not 0.0 < sched["pct_start"] < 1.0:
+            raise SpecError(f"{where}: training.scheduler.pct_start must lie in (0, 1)")
+    else:
+        _no_unknown(sched, {"name"}, f"{where}: training.scheduler")
+        sched = {"name": sname}
+    init = _choice(t.get("init", "kaiming_uniform"), INITS, f"{where}: training.init")
+    aug = t.get("augmentation") or {}
+    try:
+        aug = BatchAugment.from_spec(aug).to_spec()
+    except Exception as e:  # one line naming the zoo and the bad key
+        raise SpecError(f"{where}: training.augmentation: {e}") from None
+    return TrainingSpec(
+        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=wd, scheduler=sched,
+        epochs=epochs, init=init, augmentation=aug,
+        checkpoint_epochs=_checkpoint_epochs(t.get("checkpoints", {"every": 1}), epochs, where),
+    )
+
+
+def _checkpoint_epochs(c: Any, epochs: int, where: str) -> tuple[int, ...]:
+    """Epochs whose weights are kept; epoch 0 (initialisation) and the last are always kept."""
+    if not isinstance(c, Mapping) or len(c) != 1 or not set(c) <= {"every", "at"}:
+        raise SpecError(f"{where}: training.checkpoints must be {{every: N}} or {{at: [epochs]}}")
+    if "every" in c:
+        every = c["every"]
+        if not isinstance(every, int) or every < 1:
+            raise SpecError(f"{where}: training.checkpoints.every must be a positive integer")
+        chosen = set(range(0, epochs + 1, every))
+    else:
+        at = c["at"]
+        if not isinstance(at, list) or not all(isinstance(e, int) and 0 <= e <= epochs for e in at):
+            raise SpecError(f"{where}: training.checkpoints.at must list epochs in [0, {epochs}]")
+        chosen = set(at)
+    return tuple(sorted(chosen | {0, epochs}))
+
+
+def _grid(g: Mapping, axes: Mapping[str, str], where: str) -> dict[str, tuple]:
+    expected = [axes["load"], axes["temperature"], "seed"]
+    if set(g) != set(expected):
+        raise SpecError(f"{where}: grid must have exactly the keys {', '.join(expected)}")
+    out = {}
+    for key in expected:
+        vals = g[key]
+        if not isinstance(vals, list) or not vals:
+            raise SpecError(f"{where}: grid.{key} must be a non-empty list")
+        for v in vals:
+            ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if key == "seed" else v > 0)
+            if not ok:
+                kind = "non-negative" if key == "seed" else "positive"
+                raise SpecError(f"{where}: grid.{key} contains {v!r}; values must be {kind} integers")
+        if len(set(vals)) != len(vals):
+            raise SpecError(f"{where}: grid.{key} has repeated values")
+        out[key] = tuple(vals)
+    return out
+
+
+def _no_unknown(d: Mapping, allowed: set[str], where: str) -> None:
+    unknown = set(d) - allowed
+    if unknown:
+        raise SpecError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _require(d: Mapping, key: str, typ: type, where: str) -> Any:
+    if key not in d:
+        raise SpecError(f"{where}: missing key {key!r}")
+    if not isinstance(d[key], typ):
+        raise SpecError(f"{where}: {key} must be a {typ.__name__}")
+    return d[key]
+
+
+def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
+    if value not in choices:
+        raise SpecError(f"{where}: unknown value {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _number(value: Any, where: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(f"{where} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise SpecError(f"{where} must be > 0, got {value!r}")
+    return float(value)
+
+
+def plan_json(spec: ZooSpec, profile: str) -> str:
+    """The member configs of a profile as one JSON list (``phasezoo plan --json``)."""
+    return json.dumps([m.to_dict() for m in spec.members(profile)], indent=1)

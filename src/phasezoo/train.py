@@ -1,0 +1,281 @@
+"""Train one zoo member: the single training loop every zoo uses.
+
+Per member (a :class:`~phasezoo.spec.MemberSpec`):
+
+* epoch 0 is an evaluation at initialisation; each later epoch is one pass over the shuffled,
+  augmented training set followed by an evaluation of the full train set (eval mode, no
+  augmentation, as the paper reports train loss) and of the test set;
+* the learning rate follows the spec's schedule, stepped once per batch;
+* a non-finite training loss ends the member with status ``diverged``; the zoo carries on;
+* after every epoch the results line, the checkpoint (if the epoch is a checkpoint epoch) and
+  the resume state are written atomically, in that order, so a rerun continues from the last
+  finished epoch and reproduces an uninterrupted run bit for bit on the same device.
+
+Randomness: the seed is split (numpy ``SeedSequence``) into an initialisation seed for torch's
+global generator and a data seed for a dedicated ``torch.Generator`` that draws the epoch order
+and the augmentation; both generator states are part of the resume state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from phasezoo.data import BatchAugment, iterate_batches, load_dataset
+from phasezoo.models import build_model
+from phasezoo.spec import MemberSpec
+from phasezoo.store import MemberStore
+from phasezoo.tasks import get_task
+
+#: evaluation batch size; BatchNorm is in eval mode, so it changes speed, never values
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclass
+class MemberResult:
+    """What training one member produced (also what executors send back to the runner)."""
+
+    member: str
+    status: str  # done | diverged | partial
+    epochs_run: int  # epochs trained in this call
+    last_epoch: int  # last recorded epoch
+    wall_s: float
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from phasezoo.errors import PhaseZooError
+
+        raise PhaseZooError("--device cuda was requested but no CUDA device is available")
+    return dev
+
+
+def member_seeds(seed: int) -> tuple[int, int]:
+    """(init seed, data seed): independent streams derived from the member's seed."""
+    init_seed, data_seed = np.random.SeedSequence(seed).generate_state(2)
+    return int(init_seed), int(data_seed)
+
+
+def build_member_model(member: MemberSpec) -> nn.Module:
+    """The member's architecture, freshly initialised from its seed (no weights loaded)."""
+    from phasezoo.data import DATASETS
+
+    info = DATASETS[member.dataset]
+    torch.manual_seed(member_seeds(member.seed)[0])
+    return build_model(
+        member.arch, width=member.width, in_channels=info.in_channels, num_classes=info.num_classes
+    )
+
+
+def steps_per_epoch(num_train: int, batch_size: int) -> int:
+    """Batches per epoch; a trailing batch of a single sample is dropped, because BatchNorm
+    cannot normalise one sample in train mode when the last stage is 1×1 (8×8 digits)."""
+    full, rest = divmod(num_train, batch_size)
+    return full + (1 if rest >= 2 else 0)
+
+
+def make_optimizer(model: nn.Module, member: MemberSpec) -> torch.optim.Optimizer:
+    if member.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=member.lr, momentum=member.momentum,
+            weight_decay=member.weight_decay,
+        )
+    return torch.optim.AdamW(model.parameters(), lr=member.lr, weight_decay=member.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, member: MemberSpec, total_steps: int):
+    """OneCycleLR with cosine annealing (stepped per batch), or None for a constant rate."""
+    s = member.scheduler
+    if s["name"] == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=member.lr, total_steps=total_steps, pct_start=s["pct_start"],
+        anneal_strategy="cos", cycle_momentum=False, div_factor=s["div_factor"],
+        final_div_factor=s["final_div_factor"],
+    )
+
+
+def train_member(
+    member: MemberSpec,
+    member_dir: Path,
+    *,
+    device: str | torch.device = "cpu",
+    data_dir: str | Path | None = None,
+    progress: bool = False,
+    stop_after_epoch: int | None = None,
+) -> MemberResult:
+    """Train (or resume) one member into ``member_dir``; returns its :class:`MemberResult`.
+
+    ``stop_after_epoch`` ends the call after that epoch, leaving a resumable partial member
+    (what an interruption leaves; the tests use it).
+    """
+    t_start = time.perf_counter()
+    store = MemberStore(member_dir)
+    status = store.read_status()
+    if status and status.get("status") in ("done", "diverged"):
+        rows = store.read_results()
+        return MemberResult(member.member, status["status"], 0, rows[-1]["epoch"] if rows else 0, 0.0,
+                            rows[-1] if rows else {})
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    task = get_task(member.task)
+    data = load_dataset(member.dataset, data_dir).to(device)
+    augment = BatchAugment.from_spec(member.augmentation)
+
+    model = build_member_model(member).to(device)
+    optimizer = make_optimizer(model, member)
+    steps = steps_per_epoch(data.num_train, member.batch_size)
+    scheduler = make_scheduler(optimizer, member, member.epochs * steps)
+    generator = torch.Generator().manual_seed(member_seeds(member.seed)[1])
+
+    store.write_config(member.to_dict())
+    resume = store.load_resume()
+    if resume is None:
+        rows = [{"epoch": 0, **_evaluate(task, model, data), "lr": _lr(optimizer), "time_s": 0.0}]
+        _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed=0.0)
+        start, elapsed = 1, 0.0
+    else:
+        start, elapsed = _restore(resume, model, optimizer, scheduler, generator, device)
+        rows = [r for r in store.read_results() if r["epoch"] < start]
+    store.write_status("running", epoch=start - 1)
+
+    bar = _epoch_bar(member, start, progress)
+    epochs_run = 0
+    final_status = "partial"
+    epoch = start - 1
+    for epoch in range(start, member.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        seen, last_lr = 0, _lr(optimizer)
+        for xb, yb in iterate_batches(data.train_x, data.train_y, member.batch_size, generator=generator):
+            if len(yb) < 2:  # see steps_per_epoch
+                continue
+            loss = task.loss(model(augment(xb, generator)), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            last_lr = _lr(optimizer)  # the rate this step used, recorded before the schedule moves
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += loss.detach().double() * len(yb)
+            seen += len(yb)
+        batch_loss = float(loss_sum) / seen
+        row = {"epoch": epoch, **_evaluate(task, model, data), "lr": last_lr,
+               "train_loss_batches": batch_loss}
+        row["time_s"] = time.perf_counter() - t0
+        elapsed += row["time_s"]
+        rows.append(row)
+        epochs_run += 1
+        if not (math.isfinite(batch_loss) and math.isfinite(row["train_loss"])):
+            store.write_results(rows)
+            store.write_status("diverged", epoch=epoch, reason="non-finite training loss")
+            store.clear_resume()
+            final_status = "diverged"
+            break
+        _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.3g}", acc=f"{row['test_acc']:.3f}")
+        if epoch == member.epochs:
+            store.write_status("done", epoch=epoch, train_time_s=elapsed)
+            store.clear_resume()
+            final_status = "done"
+        elif stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    if start > member.epochs:  # resumed after the last epoch was recorded but before "done"
+        store.write_status("done", epoch=member.epochs, train_time_s=elapsed)
+        store.clear_resume()
+        final_status = "done"
+    if bar is not None:
+        bar.close()
+    return MemberResult(member.member, final_status, epochs_run, rows[-1]["epoch"],
+                        time.perf_counter() - t_start, rows[-1])
+
+
+def _evaluate(task, model: nn.Module, data) -> dict[str, float]:
+    train = task.evaluate(model, data.train_x, data.train_y, batch_size=EVAL_BATCH_SIZE)
+    test = task.evaluate(model, data.test_x, data.test_y, batch_size=EVAL_BATCH_SIZE)
+    return {"train_loss": train["loss"], "train_acc": train["accuracy"],
+            "test_loss": test["loss"], "test_acc": test["accuracy"]}
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def _epoch_bar(member: MemberSpec, start: int, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=member.epochs, initial=start - 1, desc=member.member, unit="ep", leave=False)
+
+
+# ----------------------------------------------------------------------------- resume state
+
+
+def _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed) -> None:
+    """Persist one finished epoch: results, then checkpoint, then resume state (see module doc)."""
+    epoch = rows[-1]["epoch"]
+    store.write_results(rows)
+    if epoch in member.checkpoint_epochs:
+        store.save_checkpoint(epoch, model.state_dict())
+    tensors, meta = _training_state(model, optimizer, scheduler, generator)
+    store.save_resume(tensors, {**meta, "epoch": epoch, "elapsed_s": elapsed})
+
+
+def _training_state(model, optimizer, scheduler, generator) -> tuple[dict, dict]:
+    """Everything resuming needs, as tensors plus JSON-able metadata (no pickle)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars = {}
+    for idx, state in opt["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    tensors["rng.data"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {
+        "optimizer_groups": opt["param_groups"],
+        "optimizer_scalars": scalars,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+    }
+    return tensors, meta
+
+
+def _restore(resume, model, optimizer, scheduler, generator, device) -> tuple[int, float]:
+    """Load a resume state; returns (first epoch to train, training seconds so far)."""
+    tensors, meta = resume
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, key = k.split(".", 2)
+            state.setdefault(int(idx), {})[key] = v.to(device)
+    for k, v in meta["optimizer_scalars"].items():
+        idx, key = k.split(".", 1)
+        state.setdefault(int(idx), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+    if scheduler is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    generator.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return int(meta["epoch"]) + 1, float(meta["elapsed_s"])

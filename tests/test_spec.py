@@ -1,0 +1,112 @@
+"""Zoo specs: the paper's Table 2 exactly, and one-line errors for invalid values."""
+
+import json
+
+import pytest
+
+from phasezoo.errors import SpecError
+from phasezoo.spec import list_zoos, load_spec, plan_json
+from tests.conftest import TINY_SPEC, write_spec
+
+RESNET_ZOOS = [f"{d}-{a}" for d in ("svhn", "cifar10", "cifar100", "tinyimagenet")
+               for a in ("resnet18", "resnet50")]
+
+# Paper appendix A.2, Table 2 (ResNet column).
+TABLE2_WIDTHS = (2, 4, 8, 16, 32, 64, 128, 256)
+TABLE2_BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def test_all_resnet_zoos_and_the_embedded_one_are_listed():
+    zoos = list_zoos()
+    assert set(RESNET_ZOOS) <= set(zoos)
+    assert "digits-resnet18" in zoos
+    for z in zoos:
+        assert set(load_spec(z).profiles) >= {"paper", "mini", "smoke"}
+
+
+@pytest.mark.parametrize("name", RESNET_ZOOS)
+def test_paper_profile_is_table_2(name):
+    spec = load_spec(name)
+    dataset, arch = name.split("-")
+    assert (spec.arch, spec.dataset) == (arch, dataset)
+    paper = spec.profile("paper")
+    assert paper.grid["width"] == TABLE2_WIDTHS
+    assert paper.grid["batch_size"] == TABLE2_BATCH_SIZES
+    assert paper.grid["seed"] == (0, 1, 2)
+    t = paper.training
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay) == ("sgd", 0.1, 0.9, 5e-4)
+    assert t.scheduler["name"] == "onecycle_cosine"
+    assert t.scheduler["final_div_factor"] == 1e4  # the paper's "decay by 1e4"
+    assert t.init == "kaiming_uniform"
+    assert t.augmentation == {"random_crop": {"padding": 4}, "hflip": True, "rotation": 20.0}
+    assert t.epochs == 150
+    assert len(t.checkpoint_epochs) == 31 and t.checkpoint_epochs[-1] == 150
+    members = spec.members("paper")
+    assert len(members) == 192
+    assert len({m.member for m in members}) == 192
+
+
+def test_plan_json_has_the_documented_keys():
+    plan = json.loads(plan_json(load_spec("cifar10-resnet18"), "paper"))
+    assert len(plan) == 192
+    keys = {"member", "zoo", "arch", "dataset", "width", "batch_size", "seed", "optimizer", "lr",
+            "momentum", "weight_decay", "epochs"}
+    assert keys <= set(plan[0])
+    assert {(p["width"], p["batch_size"], p["seed"]) for p in plan} == {
+        (w, b, s) for w in TABLE2_WIDTHS for b in TABLE2_BATCH_SIZES for s in (0, 1, 2)}
+
+
+def test_member_names_sort_by_grid_coordinates():
+    names = [m.member for m in load_spec("cifar10-resnet18").members("paper")]
+    assert names == sorted(names)
+    assert names[0] == "w0002_b0008_s0"
+
+
+def test_digits_mini_profile_fits_the_train_set():
+    spec = load_spec("digits-resnet18")
+    assert max(spec.profile("mini").grid["batch_size"]) <= 1437
+    assert spec.profile("smoke").size == 8
+
+
+def test_digits_paper_profile_rejects_nothing_it_lists():
+    # batch size 1024 fits the 1437 digits, so the paper grid is valid on digits too
+    assert load_spec("digits-resnet18").profile("paper").size == 192
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("width: [1]", "width: [-2]", "grid.width contains -2"),
+    ("width: [1]", "width: [1.5]", "grid.width contains 1.5"),
+    ("optimizer: sgd", "optimizer: rmsprop", "unknown value 'rmsprop'"),
+    ("batch_size: [256, 512]", "batch_size: [256, 4096]", "batch size 4096 is larger than the 1437"),
+    ("lr: 0.1", "lr: -0.1", "training.lr must be > 0"),
+    ("epochs: 3", "epochs: 0", "training.epochs must be a positive integer"),
+    ("dataset: digits", "dataset: mnist", "unknown value 'mnist'"),
+    ("momentum: 0.9", "momentum: 1.5", "momentum must lie in"),
+    ("augmentation: {random_crop: {padding: 1}}", "augmentation: {mixup: 1}", "augmentation"),
+    ("checkpoints: {every: 2}", "checkpoints: {every: 0}", "checkpoints.every"),
+    ("  smoke:", "  smoke:\n    bogus: 1", "unknown key 'bogus'"),
+])
+def test_invalid_values_give_one_line_errors(tmp_path, old, new, message):
+    assert old in TINY_SPEC
+    path = write_spec(tmp_path, TINY_SPEC.replace(old, new))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_zoo_and_profile():
+    with pytest.raises(SpecError, match="unknown zoo 'cifar11-resnet18'"):
+        load_spec("cifar11-resnet18")
+    with pytest.raises(SpecError, match="no profile 'huge'"):
+        load_spec("digits-resnet18").members("huge")
+
+
+def test_broken_yaml(tmp_path):
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(write_spec(tmp_path, "name: [unclosed\n"))
+
+
+def test_checkpoint_epochs_always_include_first_and_last(tiny_spec):
+    t = load_spec(tiny_spec).profile("smoke").training
+    assert t.checkpoint_epochs == (0, 2, 3)

@@ -1,7 +1,6 @@
 """The command line: outputs, and one-line errors that write nothing."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -73,6 +73,11 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _as_json(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists, NaN becomes None)."""
+    return json.loads(json.dumps(_finite(obj)))
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
@@ -218,9 +223,9 @@ class MemberStore:
         config = self.read_config()
         if expected_config is not None and config is not None:
             stored = {k: v for k, v in config.items() if k != "format_version"}
-            if stored != json.loads(json.dumps(_finite(dict(expected_config)))):
-                diff = sorted(k for k in set(stored) | set(expected_config)
-                              if stored.get(k) != json.loads(json.dumps(expected_config.get(k))))
+            expected = _as_json(expected_config)
+            if stored != expected:
+                diff = sorted(k for k in stored.keys() | expected.keys() if stored.get(k) != expected.get(k))
                 raise SpecError(
                     f"{self.dir} was trained with another config ({', '.join(diff)} differ); "
                     "use another --root or remove it"

@@ -27,7 +27,10 @@ class ClassificationTask:
     def evaluate(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024
     ) -> dict[str, float]:
-        """Mean loss and accuracy over all of ``(x, y)`` with the model in eval mode.
+        """Mean loss, accuracy and error (1 − accuracy) over all of ``(x, y)``, model in eval mode.
+
+        ``loss`` and ``error`` are the two quantities every task reports (mode connectivity is
+        measured on both); ``accuracy`` is specific to classification.
 
         The mode is restored afterwards. Sums are accumulated per sample, so the result does not
         depend on ``batch_size``.
@@ -43,7 +46,8 @@ class ClassificationTask:
             correct += (out.argmax(1) == yb).sum()
         model.train(was_training)
         n = len(x)
-        return {"loss": float(loss_sum) / n, "accuracy": float(correct) / n}
+        accuracy = float(correct) / n
+        return {"loss": float(loss_sum) / n, "accuracy": accuracy, "error": 1.0 - accuracy}
 
 
 TASKS = {"classification": ClassificationTask}

@@ -52,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch", default="last", help="'last' (default) or an epoch number")
     p.add_argument("--csv", default=None, help="write CSV to this file ('-' for stdout)")
 
+    p = sub.add_parser("metrics", help="compute loss-landscape metrics (Hessian, CKA, mode connectivity)")
+    _add_zoo_args(p)
+    p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset root (as for train)")
+
+    p = sub.add_parser("phases", help="the phase map of a zoo and its sensitivity to the thresholds")
+    _add_zoo_args(p)
+    p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
+
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
     p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist)")
@@ -131,6 +142,24 @@ def run(argv: list[str] | None = None) -> int:
             with pd.option_context("display.max_rows", None, "display.width", 200,
                                    "display.float_format", "{:.4g}".format):
                 print(df.drop(columns=["arch", "dataset"]).to_string(index=False))
+        return 0
+
+    if args.command == "metrics":
+        if args.workers < 1:
+            raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
+        from phasezoo.metrics import compute_metrics
+
+        info = compute_metrics(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch),
+                               device=args.device, workers=args.workers, data_dir=args.data_dir)
+        print(f"{spec.name}/{args.profile} epoch {info['epoch']}: computed {info['tasks']} metric tasks "
+              f"in {info['wall_s']:.1f} s (Hessian {info['hessian_task_s']:.1f} s, "
+              f"CKA + mode connectivity {info['pair_task_s']:.1f} s of worker time)")
+        return 0
+
+    if args.command == "phases":
+        from phasezoo.report import phase_report
+
+        print(phase_report(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch)))
         return 0
 
     if args.command == "export":

@@ -27,9 +27,16 @@ Schema (all keys are checked; unknown keys are errors)::
       init: kaiming_uniform
       augmentation: {random_crop: {padding: 4}, hflip: true, rotation: 20}
       checkpoints: {every: 5}       # or {at: [0, 1, 2, 5, ...]}; 0 and the last epoch always
+    metrics:                        # loss-landscape metric settings (defaults: METRIC_DEFAULTS)
+      hessian: {num_batches: 10, batch_size: 64, max_iter: 100, tol: 1.0e-3, seed: 0}
+      cka: {method: per_batch, batch_size: 128, num_batches: 10}
+      mode_connectivity: {epochs: 10, lr: 0.05, momentum: 0.9, weight_decay: 0.0,
+                          batch_size: 128, num_t: 5, seed: 0}
+    phases: {train_loss: 0.1, hessian_trace: 100, mc: 0.02, cka: 0.9, mc_metric: mc_error}
     profiles:
       paper: {grid: {width: [...], batch_size: [...], seed: [0, 1, 2]}}
-      mini:  {grid: {...}, training: {epochs: 15}}    # training overrides merge key by key
+      mini:  {grid: {...}, training: {epochs: 15}}    # training, metrics and phases overrides
+                                                      # merge key by key
 """
 
 from __future__ import annotations
@@ -55,7 +62,18 @@ INITS = ("kaiming_uniform",)
 #: grid parameters a zoo may vary, with the short label used in member folder names
 GRID_LABELS = {"width": "w", "batch_size": "b", "seed": "s"}
 
-_TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "axes", "training", "profiles"}
+_TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "axes", "training",
+             "metrics", "phases", "profiles"}
+#: loss-landscape metric settings used where a spec gives none (DESIGN.md §3: PTMZ's choices)
+METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
+    # PyHessian's algorithms on 10 batches x 64 train samples, maxIter=100, tol=1e-3
+    "hessian": {"num_batches": 10, "batch_size": 64, "max_iter": 100, "tol": 1.0e-3, "seed": 0},
+    # CKA of logits per batch of 128, averaged over 10 batches (the authors' estimator)
+    "cka": {"method": "per_batch", "batch_size": 128, "num_batches": 10},
+    # quadratic Bezier curve trained with SGD, evaluated at 5 values of t
+    "mode_connectivity": {"epochs": 10, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0,
+                          "batch_size": 128, "num_t": 5, "seed": 0},
+}
 _TRAINING_KEYS = {
     "optimizer", "lr", "momentum", "weight_decay", "scheduler", "epochs", "init", "augmentation",
     "checkpoints",
@@ -129,6 +147,8 @@ class ProfileSpec:
     grid: Mapping[str, tuple]
     training: TrainingSpec
     description: str = ""
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: copy.deepcopy(METRIC_DEFAULTS))
+    phases: Any = None  # phasezoo.landscape.phases.PhaseThresholds
 
     @property
     def size(self) -> int:
@@ -291,7 +311,7 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
         pwhere = f"{where}: profile {pname!r}"
         if not isinstance(praw, Mapping):
             raise SpecError(f"{pwhere}: must be a mapping with 'grid' and optional 'training'")
-        _no_unknown(praw, {"grid", "training", "description"}, pwhere)
+        _no_unknown(praw, {"grid", "training", "description", "metrics", "phases"}, pwhere)
         t = _training(_deep_merge(training, praw.get("training") or {}), pwhere)
         grid = _grid(_require(praw, "grid", dict, pwhere), axes, pwhere)
         too_big = [b for b in grid["batch_size"] if b > num_train]
@@ -300,8 +320,11 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
                 f"{pwhere}: batch size {too_big[0]} is larger than the {num_train} training "
                 f"samples of {dataset}"
             )
+        metrics = _metrics(_deep_merge(raw.get("metrics") or {}, praw.get("metrics") or {}), pwhere)
+        phases = _phases(_deep_merge(raw.get("phases") or {}, praw.get("phases") or {}), pwhere)
         profiles[pname] = ProfileSpec(
-            name=pname, grid=grid, training=t, description=str(praw.get("description", ""))
+            name=pname, grid=grid, training=t, description=str(praw.get("description", "")),
+            metrics=metrics, phases=phases,
         )
     return ZooSpec(
         name=name, description=str(raw.get("description", "")), task=task, arch=arch,
@@ -352,6 +375,43 @@ def _training(t: Mapping, where: str) -> TrainingSpec:
         epochs=epochs, init=init, augmentation=aug,
         checkpoint_epochs=_checkpoint_epochs(t.get("checkpoints", {"every": 1}), epochs, where),
     )
+
+
+def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
+    """Metric settings: the defaults overridden key by key; unknown keys and bad values fail."""
+    _no_unknown(m, set(METRIC_DEFAULTS), f"{where}: metrics")
+    out = {}
+    for section, defaults in METRIC_DEFAULTS.items():
+        given = m.get(section) or {}
+        _no_unknown(given, set(defaults), f"{where}: metrics.{section}")
+        merged = {**defaults, **given}
+        for key, value in merged.items():
+            name = f"{where}: metrics.{section}.{key}"
+            if key == "method":
+                _choice(value, ("per_batch", "pooled"), name)
+            elif key in ("seed", "epochs"):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise SpecError(f"{name} must be a non-negative integer, got {value!r}")
+            elif key in ("num_batches", "batch_size", "max_iter", "num_t"):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise SpecError(f"{name} must be a positive integer, got {value!r}")
+            elif key in ("momentum", "weight_decay"):
+                _number(value, name)
+            else:  # tol, lr
+                merged[key] = _number(value, name, positive=True)
+        if section == "mode_connectivity" and merged["num_t"] < 5:
+            raise SpecError(f"{where}: metrics.mode_connectivity.num_t must be at least 5")
+        out[section] = merged
+    return out
+
+
+def _phases(p: Mapping, where: str):
+    from phasezoo.landscape.phases import PhaseThresholds
+
+    try:
+        return PhaseThresholds.from_mapping(p)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"{where}: phases: {e}") from None
 
 
 def _checkpoint_epochs(c: Any, epochs: int, where: str) -> tuple[int, ...]:

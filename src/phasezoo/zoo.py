@@ -110,7 +110,10 @@ def zoo_table(
     """One row per planned member: its grid coordinates, status and results at ``epoch``
     (``"last"``: each member's last recorded epoch). Missing values are NaN.
 
-    ``gen_gap`` is train accuracy minus test accuracy at that epoch.
+    ``gen_gap`` is train accuracy minus test accuracy at that epoch. The loss-landscape
+    columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``, ``mc_loss``,
+    ``phase``) are filled where ``phasezoo metrics`` has computed them
+    (:func:`phasezoo.metrics.attach_metrics`).
     """
     spec = _as_spec(zoo)
     store = ZooStore(root, spec.name, profile)
@@ -132,7 +135,9 @@ def zoo_table(
     df = df.astype({c: float for c in ("train_loss", "train_acc", "test_loss", "test_acc")})
     df["gen_gap"] = df["train_acc"] - df["test_acc"]
     df["epoch"] = df["epoch"].astype("Int64")
-    return df
+    from phasezoo.metrics import attach_metrics
+
+    return attach_metrics(df, spec, profile, root, epoch)
 
 
 def load_member(member_dir: str | Path, epoch: int | str = "last"):

@@ -1,0 +1,141 @@
+"""Linear CKA: the defining invariances, closed-form values, and the zoo-level estimators."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from phasezoo.landscape.cka import cell_cka, linear_cka, model_outputs, output_cka
+
+
+def _rand(n, d, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_identity_and_symmetry_and_range():
+    x, y = _rand(50, 6, 0), _rand(50, 4, 1)
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka(x, y) == pytest.approx(linear_cka(y, x), abs=1e-14)
+    for seed in range(5):
+        v = linear_cka(_rand(30, 3, seed), _rand(30, 5, seed + 10))
+        assert 0.0 <= v <= 1.0
+
+
+def test_invariant_to_orthogonal_maps_isotropic_scaling_and_offsets():
+    x, y = _rand(80, 5, 0), _rand(80, 7, 1) + 0.3 * _rand(80, 7, 2)
+    y = torch.cat([x, _rand(80, 2, 3)], dim=1) + 0.5 * _rand(80, 7, 4)  # related to x
+    q, _ = torch.linalg.qr(_rand(5, 5, 5))
+    ref = linear_cka(x, y)
+    assert 0.05 < ref < 0.999
+    assert linear_cka(x @ q, y) == pytest.approx(ref, abs=1e-12)
+    assert linear_cka(3.7 * x, 0.01 * y) == pytest.approx(ref, abs=1e-12)
+    assert linear_cka(x + 100.0, y - 5.0) == pytest.approx(ref, abs=1e-10)
+
+
+def test_not_invariant_to_a_general_invertible_linear_map():
+    x = _rand(200, 4, 0)  # roughly isotropic columns
+    a = torch.tensor([[1.0, 2.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0],
+                      [0.0, 0.0, 1.0, 0.2]], dtype=torch.float64)  # invertible (det 1), anisotropic
+    assert abs(torch.linalg.det(a)) > 0.5
+    assert linear_cka(x, x @ a) < 1 - 1e-3
+    # and for the same x, an orthogonal map gives exactly 1
+    q, _ = torch.linalg.qr(_rand(4, 4, 7))
+    assert linear_cka(x, x @ q) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_one_dimensional_cka_is_squared_pearson_correlation():
+    """x = (1,2,3,4), y = (1,3,2,4): centred x = (-1.5,-.5,.5,1.5), centred y = (-1.5,.5,-.5,1.5);
+    Σxy = 2.25-.25-.25+2.25 = 4, Σx² = Σy² = 5, so corr = 0.8 and CKA = 0.64."""
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    y = np.array([1.0, 3.0, 2.0, 4.0])
+    assert linear_cka(x, y) == pytest.approx(0.64, abs=1e-12)
+    assert linear_cka(x[:, None], y[:, None]) == pytest.approx(0.64, abs=1e-12)
+    # a random pair against numpy's correlation
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=100)
+    v = 0.5 * u + rng.normal(size=100)
+    assert linear_cka(u, v) == pytest.approx(np.corrcoef(u, v)[0, 1] ** 2, abs=1e-12)
+
+
+def test_two_dimensional_closed_form():
+    """X = [[1,0],[0,1],[-1,0],[0,-1]] and Y = X·diag(1,2) are already centred.
+
+    XᵀX = diag(2,2), ‖XᵀX‖_F = 2√2;  YᵀY = diag(2,8), ‖YᵀY‖_F = √68;  YᵀX = diag(2,4),
+    ‖YᵀX‖_F² = 20.  CKA = 20 / (2√2·√68) = 5/√34 ≈ 0.8575.
+    """
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    y = x * torch.tensor([1.0, 2.0])
+    assert linear_cka(x, y) == pytest.approx(5 / math.sqrt(34), abs=1e-12)
+    # the n < d Gram path gives the same value as the feature path
+    wide = torch.cat([x, torch.zeros(4, 6)], dim=1)  # d = 8 > n = 4
+    assert linear_cka(wide, y) == pytest.approx(5 / math.sqrt(34), abs=1e-12)
+
+
+def test_gram_and_feature_forms_agree():
+    x, y = _rand(10, 30, 0), _rand(10, 3, 1)  # Gram path (n < d)
+    xt, yt = torch.cat([x] * 1, 1), y
+    k, l_ = x - x.mean(0), y - y.mean(0)
+    ref = float(torch.linalg.norm(l_.T @ k) ** 2
+                / (torch.linalg.norm(k.T @ k) * torch.linalg.norm(l_.T @ l_)))
+    assert linear_cka(xt, yt) == pytest.approx(ref, abs=1e-12)
+
+
+def test_errors_and_degenerate_inputs():
+    with pytest.raises(ValueError, match="samples"):
+        linear_cka(torch.zeros(4, 2), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="at least 2"):
+        linear_cka(torch.ones(1, 2), torch.ones(1, 2))
+    x = _rand(10, 3)
+    assert math.isnan(linear_cka(torch.full((10, 3), 2.5), x))  # constant representation
+    assert math.isnan(linear_cka(x, torch.zeros(10, 3)))
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    assert math.isnan(linear_cka(bad, x))
+
+
+def test_per_batch_with_one_batch_equals_pooled_and_differs_otherwise():
+    a, b = _rand(300, 10, 0), _rand(300, 10, 1) + _rand(300, 10, 0)
+    pooled = output_cka(a, b)
+    assert output_cka(a, b, method="per_batch", batch_size=300) == pytest.approx(pooled, abs=1e-14)
+    assert output_cka(a, b, method="per_batch", batch_size=1000) == pytest.approx(pooled, abs=1e-14)
+    # per batch: the mean of the CKAs of the first num_batches consecutive batches
+    manual = np.mean([linear_cka(a[i * 64:(i + 1) * 64], b[i * 64:(i + 1) * 64]) for i in range(3)])
+    got = output_cka(a, b, method="per_batch", batch_size=64, num_batches=3)
+    assert got == pytest.approx(manual, abs=1e-14)
+    with pytest.raises(ValueError, match="method"):
+        output_cka(a, b, method="mean")
+
+
+def test_cell_cka_averages_all_seed_pairs():
+    outs = [_rand(64, 5, s) + 2 * _rand(64, 5, 99) for s in range(3)]
+    res = cell_cka(outs, labels=[10, 11, 12])
+    assert set(res["pairs"]) == {"10-11", "10-12", "11-12"}
+    assert res["pairs"]["10-12"] == pytest.approx(linear_cka(outs[0], outs[2]))
+    assert res["cka"] == pytest.approx(np.mean(list(res["pairs"].values())))
+    assert res["method"] == "pooled" and res["num_samples"] == 64 and res["num_pairs"] == 3
+    assert res["num_degenerate_pairs"] == 0
+    pb = cell_cka(outs, method="per_batch", batch_size=16, num_batches=2)
+    assert set(pb["pairs"]) == {"0-1", "0-2", "1-2"}
+    assert (pb["method"], pb["batch_size"], pb["num_batches"]) == ("per_batch", 16, 2)
+    # a collapsed seed is reported, not averaged in
+    res = cell_cka(outs[:2] + [torch.ones(64, 5)])
+    assert res["num_degenerate_pairs"] == 2
+    assert res["cka"] == pytest.approx(linear_cka(outs[0], outs[1]))
+    with pytest.raises(ValueError, match="at least 2"):
+        cell_cka(outs[:1])
+
+
+def test_model_outputs_eval_mode_no_grad_and_restores_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    model.train()
+    x = torch.randn(50, 4)
+    before = model[1].running_mean.clone()
+    out = model_outputs(model, x, batch_size=7)
+    assert model.training  # restored
+    assert torch.equal(model[1].running_mean, before)  # eval mode: no statistics updated
+    assert not out.requires_grad and out.shape == (50, 3)
+    model.eval()
+    assert torch.allclose(out, model(x), atol=1e-6)  # batch size does not change values

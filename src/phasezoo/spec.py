@@ -30,7 +30,7 @@ Schema (all keys are checked; unknown keys are errors)::
     metrics:                        # loss-landscape metric settings (defaults: METRIC_DEFAULTS)
       hessian: {num_batches: 10, batch_size: 64, max_iter: 100, tol: 1.0e-3, seed: 0}
       cka: {method: per_batch, batch_size: 128, num_batches: 10}
-      mode_connectivity: {epochs: 10, lr: 0.05, momentum: 0.9, weight_decay: 0.0,
+      mode_connectivity: {epochs: 10, lr: 0.1, momentum: 0.9, weight_decay: 0.0,
                           batch_size: 128, num_t: 5, seed: 0}
     phases: {train_loss: 0.1, hessian_trace: 100, mc: 0.02, cka: 0.9, mc_metric: mc_error}
     profiles:
@@ -70,8 +70,9 @@ METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
     "hessian": {"num_batches": 10, "batch_size": 64, "max_iter": 100, "tol": 1.0e-3, "seed": 0},
     # CKA of logits per batch of 128, averaged over 10 batches (the authors' estimator)
     "cka": {"method": "per_batch", "batch_size": 128, "num_batches": 10},
-    # quadratic Bezier curve trained with SGD, evaluated at 5 values of t
-    "mode_connectivity": {"epochs": 10, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0,
+    # quadratic Bezier curve trained with SGD (PTMZ: 10 epochs, lr 0.1, here on a schedule that
+    # does not compound), evaluated at 5 values of t
+    "mode_connectivity": {"epochs": 10, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0,
                           "batch_size": 128, "num_t": 5, "seed": 0},
 }
 _TRAINING_KEYS = {

@@ -4,10 +4,29 @@
 * :mod:`.cka` — linear CKA of two models' outputs, pooled or per batch;
 * :mod:`.curves` — Bézier-curve mode connectivity between two seeds;
 * :mod:`.phases` — the five phases of Yang et al. (2021), explicit thresholds, sensitivity.
+
+Importing this package loads the phase code only; the metric functions import torch on first use.
 """
+
+from __future__ import annotations
 
 from phasezoo.landscape.phases import (DEFAULT_THRESHOLDS, PHASES, PhaseThresholds, classify_cell,
                                        classify_cells, threshold_sensitivity)
 
+_LAZY = {
+    "hessian_top_eigenvalue": "hessian", "hessian_trace": "hessian", "top_eigenvalue": "hessian",
+    "trace": "hessian", "HessianEstimate": "hessian",
+    "linear_cka": "cka", "output_cka": "cka", "cell_cka": "cka", "model_outputs": "cka",
+    "bezier_mode_connectivity": "curves", "mode_connectivity_value": "curves",
+}
+
 __all__ = ["DEFAULT_THRESHOLDS", "PHASES", "PhaseThresholds", "classify_cell", "classify_cells",
-           "threshold_sensitivity"]
+           "threshold_sensitivity", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"phasezoo.landscape.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'phasezoo.landscape' has no attribute {name!r}")

@@ -1,0 +1,84 @@
+"""The metrics runner: every value stored with its settings, resumable, joined onto the table."""
+
+import json
+import math
+
+import pytest
+
+from phasezoo import zoo as zoo_ops
+from phasezoo.cli import main
+from phasezoo.metrics import compute_metrics
+from tests.conftest import TINY_SPEC, write_spec
+
+# two seeds so the cell has a pair; cheap metric settings
+SPEC = TINY_SPEC.replace("seed: [0]", "seed: [0, 1]").replace("batch_size: [256, 512]", "batch_size: [256]") + """\
+metrics:
+  hessian: {num_batches: 2, batch_size: 32, max_iter: 20, tol: 1.0e-2}
+  cka: {method: per_batch, batch_size: 64, num_batches: 3}
+  mode_connectivity: {epochs: 1, batch_size: 256}
+phases: {train_loss: 0.5, hessian_trace: 1000, mc: 0.05, cka: 0.5}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("metrics")
+    spec = write_spec(tmp, SPEC)
+    root = tmp / "zoos"
+    zoo_ops.train_zoo(spec, "smoke", root, device="cpu", progress=False)
+    info = compute_metrics(spec, "smoke", root, device="cpu", progress=False)
+    return spec, root, info
+
+
+def test_every_metric_is_stored_with_its_settings(trained):
+    spec, root, info = trained
+    assert info["tasks"] == 3  # two members' Hessians, one seed pair
+    zdir = root / "tiny-digits" / "smoke"
+    m = json.loads((zdir / "w0001_b0256_s0" / "metrics.json").read_text())["3"]
+    assert m["hessian_trace"]["settings"]["max_iter"] == 20
+    assert m["hessian_trace"]["stderr"] is not None and m["hessian_trace"]["iterations"] >= 2
+    assert math.isfinite(m["hessian_top_eig"]["value"])
+    cell = json.loads((zdir / "cells" / "w0001_b0256.json").read_text())["3"]["0-1"]
+    assert cell["cka"]["method"] == "per_batch" and cell["cka"]["num_samples"] == 192
+    assert 0.0 <= cell["cka"]["value"] <= 1.0
+    assert cell["mc"]["settings"]["epochs"] == 1 and len(cell["mc"]["t"]) == 5
+
+
+def test_rerun_computes_nothing_new(trained):
+    spec, root, _ = trained
+    assert compute_metrics(spec, "smoke", root, device="cpu", progress=False)["tasks"] == 0
+
+
+def test_table_gains_metric_columns_and_phase(trained):
+    spec, root, _ = trained
+    df = zoo_ops.zoo_table(spec, "smoke", root)
+    for col in ("hessian_top_eig", "hessian_trace", "cka", "mc_error", "mc_loss"):
+        assert df[col].notna().all(), col
+    assert df["cka"].nunique() == 1  # a cell value, repeated on each member of the cell
+    assert df["phase"].iloc[0] in ("I", "II", "III", "IV-A", "IV-B")
+    assert df["phase"].nunique() == 1
+
+
+def test_changed_settings_are_recomputed(trained, tmp_path):
+    spec, root, _ = trained
+    text = spec.read_text().replace("num_batches: 3}", "num_batches: 2}")
+    spec2 = write_spec(spec.parent, text, name="tiny-digits.yaml")
+    assert compute_metrics(spec2, "smoke", root, device="cpu", progress=False)["tasks"] == 1
+    spec.write_text(SPEC)
+
+
+def test_phases_command_prints_map_and_sensitivity(trained, capsys):
+    spec, root, _ = trained
+    with pytest.raises(SystemExit) as e:
+        main(["phases", str(spec), "-p", "smoke", "--root", str(root)])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "phase map" in out and "sensitivity" in out and "thresholds: train_loss=0.5" in out
+
+
+def test_metrics_before_training_is_an_error(tmp_path, capsys):
+    spec = write_spec(tmp_path, SPEC)
+    with pytest.raises(SystemExit) as e:
+        main(["metrics", str(spec), "-p", "smoke", "--root", str(tmp_path / "none")])
+    assert e.value.code == 2 and "run `phasezoo train` first" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

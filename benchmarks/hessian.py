@@ -3,22 +3,24 @@
 What it measures
     On ONE model and ONE set of batches, in one run, on the CPU:
 
-    1. **Hessian-vector products.** The time of one product H v over all batches for each of our
-       implementations (``double_backward``, ``double_backward_cached``,
-       ``forward_over_reverse``), for single vectors and for k probes at once
-       (``matvec_batched``, k in ``--probe-batches``; time per probe), and for pyhessian's
-       ``hessian.dataloader_hv_product``. Median of ``--reps`` repetitions after one warm-up
-       call (the warm-up also builds the cached gradient graphs; that one-off cost is reported
-       separately). The products of ours and pyhessian on the same vector are compared (relative
-       L2 difference): this checks that both differentiate the same loss.
+    1. **Hessian-vector products.** The time of one product H v over all samples for each of
+       our implementations (``double_backward``, ``double_backward_cached``,
+       ``forward_over_reverse``), each with the samples regrouped into one chunk (the default
+       ``chunk_size``) and with the batches as given (``chunk_size=None``), for single vectors
+       and for k probes at once (``matvec_batched``, k in ``--probe-batches``; time per probe),
+       and for pyhessian's ``hessian.dataloader_hv_product``. Median of ``--reps`` repetitions
+       after one warm-up call (the warm-up also builds the cached gradient graphs; that one-off
+       cost is reported separately as ``first_call_s``). Our products and pyhessian's on the same
+       vector are compared (relative L2 difference): both must differentiate the same loss.
     2. **Top eigenvalue**, ``max_iter=100, tol=1e-3`` on both sides: ours
        ``top_eigenvalue(seed=...)`` against ``hessian(...).eigenvalues(maxIter, tol)`` after
        ``torch.manual_seed(seed)`` (pyhessian draws its start vector from the global RNG).
        Wall time of the whole call, number of products, time per product, relative difference.
     3. **Trace**, same settings: ours ``trace(seed=...)`` (default ``probe_batch``) against
        ``hessian(...).trace(maxIter, tol)``; pyhessian returns the list of probe values, whose
-       mean is its estimate. Both estimates are random (different probes), so they are compared
-       against their standard errors as well as relatively. Because the two stopping rules
+       mean is its estimate. Both estimates are random, so they are compared against their
+       standard errors as well as relatively (on the CPU, with the same seed, both sides
+       happen to draw the very same probes, see below). Because the two stopping rules
        differ (pyhessian's lacks an ``abs()``: on a negative running mean it stops after two
        probes) and a relative-change rule can fire early by chance, the trace is also compared
        at a **fixed number of probes** (``--fixed-probes``; ours with ``tol=0``, pyhessian with
@@ -32,9 +34,14 @@ Apples to apples (read from pyhessian 0.1's source)
     finally divides by the number of samples: the Hessian of the size-weighted mean loss, exactly
     our definition. Its power iteration (``v <- Hv / (‖Hv‖ + 1e-6)``, relative-change rule with
     ``abs()``) is ours up to the 1e-6; it returns the previous eigenvalue on convergence, ours the
-    newest. Its trace draws Rademacher probes with ``torch.randint_like``. It takes the
-    trainable parameters in ``model.parameters()`` order, as we do. The same list of
-    ``(inputs, targets)`` tensors serves as its ``dataloader`` (it only iterates over it).
+    newest (the JSON also compares it with our previous iterate). Its trace draws Rademacher
+    probes with ``torch.randint_like(p, high=2)`` (0 -> -1). It takes the trainable parameters
+    in ``model.parameters()`` order, as we do. So after ``torch.manual_seed(seed)`` its start
+    vector and probes are the very vectors our CPU generator seeded with ``seed`` draws
+    (``randn`` / ``randint(0, 2)`` per parameter, in order, from the same Mersenne Twister
+    state): on the CPU the two sides run the same computation, and the values must agree to
+    floating-point noise. The same list of ``(inputs, targets)`` tensors serves as its
+    ``dataloader`` (it only iterates over it).
 
 Model and data
     By default the trained ``last`` checkpoint of ``data/zoos/digits-resnet18/mini/
@@ -47,7 +54,7 @@ Model and data
 How to run (from the repository root)
     .venv/bin/python -m pip install --no-deps pyhessian   # once; not a project dependency
     .venv/bin/python benchmarks/hessian.py
-    .venv/bin/python benchmarks/hessian.py --reps 1 --probe-batches 1 4 --fixed-probes 10 \
+    .venv/bin/python benchmarks/hessian.py --reps 1 --probe-batches 4 --fixed-probes 10 \
         --out /tmp/hessian.json                                   # a quick look
 
     Exit status 2 with a message if pyhessian is not importable. Torch uses its default number
@@ -65,7 +72,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -74,6 +80,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+from phasezoo.store import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -99,11 +107,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tol", type=float, default=1e-3, help="tol on both sides (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for data, ours, torch.manual_seed (default %(default)s)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per HVP (default %(default)s)")
-    p.add_argument("--probe-batches", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+    p.add_argument("--probe-batches", type=int, nargs="+", default=[2, 4, 8, 16],
                    help="probe counts k for the batched-HVP timings (default %(default)s)")
     p.add_argument("--fixed-probes", type=int, default=100,
                    help="probes of the fixed-count trace comparison; 0 skips it (default %(default)s)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON (default benchmarks/results/hessian.json)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="result JSON (default benchmarks/results/hessian.json)")
     a = p.parse_args(argv)
     for name in ("batches", "batch_size", "max_iter", "reps"):
         if getattr(a, name) < 1:
@@ -227,6 +236,9 @@ def compare_eigenvalue(model, criterion, batches, args, pyhessian_cls) -> dict:
                       "s_per_hvp": round(t_py / py_iters, 4),
                       "converged": py_iters < args.max_iter},
         "relative_difference": _rel(ours.value, py_value),
+        # pyhessian returns the previous iterate on convergence: compare like with like too
+        "relative_difference_to_our_previous_iterate":
+            _rel(ours.history[-2], py_value) if ours.iterations >= 2 else None,
         "time_ratio_pyhessian_over_ours": round(t_py / t_ours, 3),
         "per_hvp_ratio_pyhessian_over_ours": round((t_py / py_iters) / (t_ours / ours.iterations), 3),
     }
@@ -320,15 +332,6 @@ def _in_stderr(a: float, sa: float | None, b: float, sb: float | None) -> float 
 # ----------------------------------------------------------------------------- output
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def print_summary(p: dict, out: Path) -> None:
@@ -368,6 +371,11 @@ def print_summary(p: dict, out: Path) -> None:
                  else f", per probe {d['per_probe_ratio_pyhessian_over_ours']:.2f}x"
                  if "per_probe_ratio_pyhessian_over_ours" in d else "")
               + f"; relative difference {d['relative_difference']:.2%}{extra}")
+    e = p["top_eigenvalue"]
+    if e.get("relative_difference_to_our_previous_iterate") is not None:
+        print(f"\nnote: pyhessian returns the previous power-iteration eigenvalue on convergence, ours the newest; "
+              f"pyhessian vs our previous iterate: relative difference "
+              f"{e['relative_difference_to_our_previous_iterate']:.1e}")
     t = p["trace"]["pyhessian"]
     print(f"\nnote: pyhessian 0.1's trace rule lacks abs() in its denominator (stops early on a negative "
           f"running mean); here it stopped by that bug: {t['stopped_by_missing_abs_bug']}; our rule on "
@@ -446,10 +454,13 @@ def main(argv=None) -> int:
             "pyhessian 0.1's trace stopping rule divides by (mean + 1e-6) without abs(): a negative running "
             "mean stops it after two probes; ours uses abs()",
             "pyhessian returns the previous power-iteration eigenvalue on convergence, ours the newest",
-            "trace estimates from different random probes differ by chance: see stderr and the fixed-probe comparison",
+            "with the same seed on the CPU our random vectors coincide with pyhessian's (torch.randn / "
+            "torch.randint(0, 2) per parameter, in order, from a generator seeded identically), so the two "
+            "sides see the same start vector and the same probes; trace estimates from different probes "
+            "would differ by chance: see stderr and the fixed-probe comparison",
         ],
     }
-    write_json_atomic(args.out, payload)
+    atomic_write_json(args.out, payload)
     print_summary(payload, args.out)
     return 0
 

@@ -79,7 +79,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -88,16 +87,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from phasezoo.store import atomic_write_json
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "train_throughput.json"
-
-
-def _ensure_importable() -> None:
-    """Let the script run from a checkout without an installed package (src layout)."""
-    try:
-        import phasezoo  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(HERE.parent / "src"))
 
 
 # ----------------------------------------------------------------------------- the spec
@@ -373,15 +366,6 @@ def _side(wall: float, per_member: list[dict], *, checkpoints: bool) -> dict:
     }
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def print_summary(payload: dict, out: Path) -> None:
@@ -444,7 +428,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    _ensure_importable()
     import torch
     import torchvision  # noqa: F401  (imported before any clock starts)
 
@@ -511,7 +494,7 @@ def main(argv=None) -> int:
             "are comparable, not identical",
         ],
     }
-    write_json_atomic(args.out, payload)
+    atomic_write_json(args.out, payload)
     print_summary(payload, args.out)
     return 0
 

@@ -123,7 +123,8 @@ def test_hvp_equals_dense_hessian_of_the_concatenated_data(case, truths):
         for chunk_size in (None, 5, DEFAULT_CHUNK_SIZE):
             with HessianOperator(model, F.cross_entropy, batches, hvp=hvp, chunk_size=chunk_size) as op:
                 assert op.num_samples == sum(len(b[0]) for b in batches)
-                assert len(op.chunks) == {None: len(batches), 5: -(-op.num_samples // 5), DEFAULT_CHUNK_SIZE: 1}[chunk_size]
+                expected = {None: len(batches), 5: -(-op.num_samples // 5), DEFAULT_CHUNK_SIZE: 1}
+                assert len(op.chunks) == expected[chunk_size]
                 hv = flat(op.matvec(v))
             # = the Hessian of the concatenated data
             assert torch.allclose(hv, h @ flat(v), rtol=1e-4, atol=1e-5), (hvp, chunk_size)

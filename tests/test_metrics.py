@@ -82,3 +82,31 @@ def test_metrics_before_training_is_an_error(tmp_path, capsys):
         main(["metrics", str(spec), "-p", "smoke", "--root", str(tmp_path / "none")])
     assert e.value.code == 2 and "run `phasezoo train` first" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_zoo_dataset_yields_weights_and_properties(trained):
+    import torch
+
+    from phasezoo.wsl import ZooDataset
+
+    spec, root, _ = trained
+    ds = ZooDataset(spec, "smoke", root)
+    assert len(ds) == 2
+    item = ds[0]
+    n_params = sum(p.numel() for p in zoo_ops.load_member(root / "tiny-digits" / "smoke" / item["member"])[0].parameters())
+    assert item["weights"].shape == (n_params,)  # every parameter, no BatchNorm buffers
+    assert item["properties"]["phase"] in ("I", "II", "III", "IV-A", "IV-B")
+    per_layer = ZooDataset(spec, "smoke", root, epoch=0, flat=False)[0]["weights"]
+    assert "linear.weight" in per_layer and "bn1.running_mean" not in per_layer
+    assert torch.equal(per_layer["linear.bias"], torch.zeros(10))  # epoch 0: initial weights
+    with pytest.raises(Exception, match="no members"):
+        ZooDataset(spec, "smoke", root, phases=["nonexistent"])
+
+
+def test_probe_command_on_a_zoo_too_small_to_split(trained, capsys):
+    spec, root, _ = trained
+    with pytest.raises(SystemExit) as e:
+        main(["probe", str(spec), "-p", "smoke", "--root", str(root)])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "test_acc" in out and "cells" in out  # each property carries a note instead of an R²

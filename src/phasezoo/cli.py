@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_zoo_args(p)
     p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
 
+    p = sub.add_parser("probe", help="weight-statistics probe: R² per property on held-out cells")
+    _add_zoo_args(p)
+    p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/test split of grid cells")
+    p.add_argument("--csv", default=None, help="also write the per-property table as CSV ('-': stdout)")
+
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
     p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist)")
@@ -160,6 +166,33 @@ def run(argv: list[str] | None = None) -> int:
         from phasezoo.report import phase_report
 
         print(phase_report(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch)))
+        return 0
+
+    if args.command == "probe":
+        from phasezoo.wsl.probe import zoo_probe
+
+        props, phase = zoo_probe(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch),
+                                 seed=args.seed)
+        cols = [c for c in ("property", "r2_test", "r2_train", "kendall_tau_test", "alpha",
+                            "n_train", "n_test", "note") if c in props]
+        if args.csv == "-":
+            props[cols].to_csv(sys.stdout, index=False)
+            return 0
+        if args.csv:
+            from phasezoo.store import atomic_write_bytes
+
+            atomic_write_bytes(Path(args.csv), props[cols].to_csv(index=False).encode())
+        import pandas as pd
+
+        with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
+            print(f"{spec.name}/{args.profile}: linear probe on weight statistics, R² on held-out grid cells")
+            print(props[cols].to_string(index=False))
+        if "accuracy_test" in phase:
+            print(f"phase label: accuracy {phase['accuracy_test']:.3f} on {phase['n_test']} held-out "
+                  f"members, majority baseline {phase['baseline_accuracy']:.3f} "
+                  f"(majority class {phase['majority_class']})")
+        else:
+            print(f"phase label: {phase.get('note')}")
         return 0
 
     if args.command == "export":

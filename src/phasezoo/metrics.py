@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.spec import MemberSpec, ZooSpec, load_spec
+from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import MemberStore, ZooStore, atomic_write_json, read_json
 
 #: seed of the fixed permutation that picks the metric subsets of the training set
@@ -41,7 +41,7 @@ SUBSET_SEED = 0
 
 def cell_name(member: MemberSpec) -> str:
     """The grid cell of a member: its folder name without the seed, e.g. ``w0008_b0128``."""
-    return member.member.rsplit("_s", 1)[0]
+    return cell_of(member.member)
 
 
 def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

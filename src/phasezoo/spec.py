@@ -219,6 +219,13 @@ def member_name(values: Mapping[str, Any]) -> str:
     return "_".join(parts)
 
 
+def cell_of(member: str) -> str:
+    """The grid cell of a member name: the name without its seed (``w0008_b0128_s0`` ->
+    ``w0008_b0128``). Seed pairs of a cell give CKA and mode connectivity; probe splits keep a
+    cell's seeds together."""
+    return str(member).rsplit("_s", 1)[0]
+
+
 # ----------------------------------------------------------------------------- loading
 
 

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phasezoo.spec import cell_of
+
 from phasezoo.errors import PhaseZooError
 
 DEFAULT_ALPHAS = np.logspace(-3, 3, 13)
@@ -174,12 +176,6 @@ def fit_probe(
         "y_pred_test": pred_te,
         "model": model,
     }
-
-
-def cell_of(member: str) -> str:
-    """The grid cell of a member name: the name without its ``_s<seed>`` suffix
-    (``w0008_b0128_s0`` -> ``w0008_b0128``), as :func:`phasezoo.metrics.cell_name`."""
-    return str(member).rsplit("_s", 1)[0]
 
 
 def _with_derived(table: pd.DataFrame, group_col: str, member_col: str) -> pd.DataFrame:
@@ -353,3 +349,30 @@ def probe_phase(
         "y_pred_test": np.asarray(pred_te),
         "model": model,
     }
+
+
+def zoo_probe(spec, profile: str, root, *, epoch: int | str = "last", seed: int = 0,
+              test_size: float = 0.3) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The probe of a stored zoo (``phasezoo probe``): weight statistics of every done member at
+    ``epoch`` -> R² per property on held-out grid cells, and the phase-label accuracy against
+    the majority-class baseline. Returns ``(per-property table, phase result)``."""
+    from pathlib import Path
+
+    from phasezoo.store import ZooStore
+    from phasezoo.wsl.features import zoo_features
+    from phasezoo.zoo import zoo_table
+
+    table = zoo_table(spec, profile, root, epoch=epoch)
+    table = table[table["status"] == "done"].reset_index(drop=True)
+    if table.empty:
+        raise PhaseZooError(f"no finished members of {spec.name}/{profile} under {root}")
+    zdir = ZooStore(Path(root), spec.name, profile).dir
+    features = zoo_features([zdir / m for m in table["member"]], epoch=epoch)
+    props = probe_properties(features, table, seed=seed, test_size=test_size).reset_index()
+    labelled = table.dropna(subset=["phase"])
+    phase: dict[str, Any] = {"note": "no phase labels (run `phasezoo metrics` first)"}
+    if labelled["phase"].nunique() >= 2:
+        by_member = labelled.set_index("member")
+        phase = probe_phase(features.loc[by_member.index], by_member["phase"],
+                            by_member.index.to_series().map(cell_of), seed=seed, test_size=test_size)
+    return props, phase

@@ -1,0 +1,66 @@
+"""Ensembles of zoo members (paper §4.2).
+
+The ensemble prediction is the mean of the members' logits (each member in eval mode)::
+
+    f_ens(x) = (1/M) Σ_m f_m(x)
+
+and the ensemble gain is ``acc(f_ens) − (1/M) Σ_m acc(f_m)`` (accuracy of the averaged logits
+minus the mean accuracy of the members).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ensemble_accuracy", "ensemble_logits"]
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        return torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu()
+                          for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def ensemble_logits(models: Sequence[nn.Module], x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
+    """Mean of the models' logits on ``x`` (eval mode, no gradients), on the CPU, float32.
+
+    Each model's train/eval mode is restored afterwards.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("ensemble_logits needs at least one model")
+    total = None
+    for m in models:
+        out = _logits(m, x, batch_size).double()
+        total = out if total is None else total + out
+    return (total / len(models)).float()
+
+
+def ensemble_accuracy(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
+                      *, batch_size: int = 1024) -> dict:
+    """``{"ensemble_acc", "member_accs", "mean_member_acc", "gain", "num_members"}`` on ``(x, y)``.
+
+    ``gain = ensemble_acc − mean_member_acc``.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("ensemble_accuracy needs at least one model")
+    y = y.cpu()
+    total, accs = None, []
+    for m in models:
+        out = _logits(m, x, batch_size).double()
+        accs.append(float((out.argmax(1) == y).double().mean()))
+        total = out if total is None else total + out
+    ens = float(((total / len(models)).float().argmax(1) == y).double().mean())
+    mean = sum(accs) / len(accs)
+    return {"ensemble_acc": ens, "member_accs": accs, "mean_member_acc": mean, "gain": ens - mean,
+            "num_members": len(models)}

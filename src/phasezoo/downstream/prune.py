@@ -1,0 +1,139 @@
+"""Global magnitude pruning, with an optional short fine-tune at fixed sparsity (paper §4.2).
+
+Prunable weights are the ``weight`` tensors of every :class:`~torch.nn.Conv2d` and
+:class:`~torch.nn.Linear` layer (conv kernels, the classifier matrix). Biases and BatchNorm
+parameters/statistics are never pruned; they are a negligible fraction of the parameters.
+
+Global magnitude pruning at sparsity ``s`` ranks the entries of all prunable weights *together*
+(not per layer) by ``|w|`` and zeroes the ``k = round(s · N)`` smallest, ``N`` being the total
+number of prunable entries::
+
+    order = stable_argsort(|concat_ℓ vec(W_ℓ)|)          (ascending; ties: earlier entry first)
+    mask[order[:k]] = 0,   mask[order[k:]] = 1,   W_ℓ ← W_ℓ ⊙ mask_ℓ
+
+The concatenation follows ``model.named_modules()`` order, so ties (e.g. weights that are already
+exactly zero) are broken deterministically and exactly ``k`` entries are zero afterwards
+(:func:`sparsity_of` = ``k / N``). :func:`prune_and_finetune` then trains for a few epochs and
+re-applies the mask after every optimiser step, so the sparsity stays exactly ``k / N``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["PAPER_SPARSITIES", "apply_masks", "magnitude_prune", "prunable_weights",
+           "prune_and_finetune", "sparsity_of"]
+
+#: The sparsities evaluated in the paper (§4.2).
+PAPER_SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.99)
+
+
+def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``{"<module>.weight": parameter}`` of every Conv2d / Linear layer, in module order."""
+    return {f"{name}.weight" if name else "weight": m.weight for name, m in model.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def sparsity_of(model: nn.Module) -> float:
+    """Fraction of exactly-zero entries among the prunable (conv and linear) weights."""
+    ws = prunable_weights(model).values()
+    total = sum(w.numel() for w in ws)
+    zeros = sum(int((w == 0).sum()) for w in ws)
+    return zeros / total if total else 0.0
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Multiply each prunable weight by its mask (bool, True = kept), in place."""
+    weights = prunable_weights(model)
+    for k, m in masks.items():
+        weights[k].mul_(m.to(weights[k].device, weights[k].dtype))
+
+
+@torch.no_grad()
+def magnitude_prune(model: nn.Module, sparsity: float) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Global magnitude pruning of a deep copy of ``model``: returns ``(pruned_copy, masks)``.
+
+    Exactly ``round(sparsity · N)`` of the ``N`` conv/linear weight entries — the smallest in
+    ``|w|`` over all layers together, ties broken by a stable sort — are set to zero. ``masks``
+    maps ``"<module>.weight"`` to a bool tensor of the weight's shape (True = kept). The input
+    model is not modified; biases and BatchNorm are untouched.
+    """
+    sparsity = float(sparsity)
+    if not 0.0 <= sparsity <= 1.0 or math.isnan(sparsity):
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}")
+    new = copy.deepcopy(model)
+    weights = prunable_weights(new)
+    if not weights:
+        raise ValueError(f"{type(model).__name__} has no Conv2d/Linear weights to prune")
+    flat = torch.cat([w.detach().abs().flatten().cpu() for w in weights.values()])
+    k = int(round(sparsity * flat.numel()))
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    if k > 0:
+        order = torch.sort(flat, stable=True).indices
+        keep[order[:k]] = False
+    masks, start = {}, 0
+    for name, w in weights.items():
+        n = w.numel()
+        masks[name] = keep[start:start + n].view_as(w).to(w.device)
+        start += n
+    apply_masks(new, masks)
+    return new, masks
+
+
+def prune_and_finetune(
+    model: nn.Module,
+    sparsity: float,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int = 1,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 128,
+    seed: int = 0,
+    task=None,
+    augment=None,
+) -> nn.Module:
+    """Prune a copy of ``model`` (:func:`magnitude_prune`) and fine-tune it with the mask fixed.
+
+    SGD (``momentum``, ``weight_decay``) with a cosine decay of ``lr`` to 0 over all steps
+    (stepped per batch), mini-batches of ``(x, y)`` shuffled by a CPU generator seeded with
+    ``seed``, optional ``augment`` (a :class:`phasezoo.data.BatchAugment`); ``task`` defaults to
+    :class:`phasezoo.tasks.ClassificationTask`. After every optimiser step the mask is re-applied,
+    so the returned model (eval mode) has exactly the sparsity of :func:`magnitude_prune`. Its
+    masks are attached as ``model.prune_masks``. ``epochs=0`` returns the pruned model untouched.
+    """
+    from phasezoo.data import iterate_batches
+    from phasezoo.tasks import ClassificationTask
+
+    task = task or ClassificationTask()
+    pruned, masks = magnitude_prune(model, sparsity)
+    device = next(pruned.parameters()).device
+    x, y = x.to(device), y.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    if epochs > 0:
+        opt = torch.optim.SGD(pruned.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        steps = epochs * math.ceil(len(x) / batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+        pruned.train()
+        for _ in range(epochs):
+            for xb, yb in iterate_batches(x, y, batch_size, generator=generator):
+                if len(yb) < 2:  # BatchNorm cannot normalise a single sample at 1×1 resolution
+                    continue
+                if augment is not None:
+                    xb = augment(xb, generator)
+                loss = task.loss(pruned(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                apply_masks(pruned, masks)
+    pruned.eval()
+    pruned.prune_masks = masks
+    return pruned

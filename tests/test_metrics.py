@@ -110,3 +110,20 @@ def test_probe_command_on_a_zoo_too_small_to_split(trained, capsys):
     out = capsys.readouterr().out
     assert e.value.code == 0
     assert "test_acc" in out and "cells" in out  # each property carries a note instead of an R²
+
+
+def test_downstream_runs_resumably_and_fills_the_table(trained):
+    from phasezoo.downstream.runner import run_downstream
+
+    spec, root, _ = trained
+    settings = {"prune": {"sparsities": [0.5, 0.9], "finetune_epochs": 1, "lr": 0.01, "batch_size": 256},
+                "wise_ft": {"k": 2}, "finetune": {"target": "digits-rot90", "epochs": 1, "batch_size": 256}}
+    info = run_downstream(spec, "smoke", root, device="cpu", progress=False, settings=settings)
+    assert info["tasks"] == 3  # two members, one cell
+    assert run_downstream(spec, "smoke", root, device="cpu", progress=False, settings=settings)["tasks"] == 0
+    df = zoo_ops.zoo_table(spec, "smoke", root)
+    for col in ("prune_acc_0.5", "prune_ft_acc_0.9", "wise_ft_gain", "finetune_linear_acc",
+                "finetune_full_acc", "ensemble_acc", "ensemble_gain", "rebasin_gain", "naive_avg_gain"):
+        assert df[col].notna().all(), col
+    assert ((df["finetune_full_acc"] >= 0) & (df["finetune_full_acc"] <= 1)).all()
+    assert df["ensemble_acc"].nunique() == 1  # a cell value

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_zoo_args(p)
     p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
 
+    p = sub.add_parser("downstream", help="pruning, Wise-FT, fine-tuning, ensembling, re-basin averaging")
+    _add_zoo_args(p)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset root (as for train)")
+
     p = sub.add_parser("probe", help="weight-statistics probe: R² per property on held-out cells")
     _add_zoo_args(p)
     p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
@@ -166,6 +172,17 @@ def run(argv: list[str] | None = None) -> int:
         from phasezoo.report import phase_report
 
         print(phase_report(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch)))
+        return 0
+
+    if args.command == "downstream":
+        if args.workers < 1:
+            raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
+        from phasezoo.downstream.runner import run_downstream
+
+        info = run_downstream(spec, args.profile, args.root, device=args.device,
+                              workers=args.workers, data_dir=args.data_dir)
+        print(f"{spec.name}/{args.profile} epoch {info['epoch']}: ran {info['tasks']} downstream tasks "
+              f"in {info['wall_s']:.1f} s")
         return 0
 
     if args.command == "probe":

@@ -135,9 +135,11 @@ def zoo_table(
     df = df.astype({c: float for c in ("train_loss", "train_acc", "test_loss", "test_acc")})
     df["gen_gap"] = df["train_acc"] - df["test_acc"]
     df["epoch"] = df["epoch"].astype("Int64")
+    from phasezoo.downstream.runner import downstream_columns
     from phasezoo.metrics import attach_metrics
 
-    return attach_metrics(df, spec, profile, root, epoch)
+    df = attach_metrics(df, spec, profile, root, epoch)
+    return downstream_columns(df, spec, profile, root) if epoch in ("last", spec.profile(profile).training.epochs) else df
 
 
 def load_member(member_dir: str | Path, epoch: int | str = "last"):

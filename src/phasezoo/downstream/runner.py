@@ -1,0 +1,222 @@
+"""Run the downstream methods of paper §4.2 over a trained zoo, resumably, and tabulate them.
+
+Per member (done members, weights of the final epoch):
+
+* pruning — global magnitude pruning at each sparsity, test accuracy without and with a short
+  fine-tune (:mod:`.prune`);
+* Wise-FT — the uniform average of the member's last ``k`` checkpoints, BatchNorm recomputed;
+  its test accuracy minus the final model's (:mod:`.average`);
+* fine-tuning — the target task's test accuracy after a linear probe on frozen features and
+  after full fine-tuning (:mod:`.finetune`).
+
+Per grid cell (its done seeds):
+
+* ensembling — logit average of the seeds; accuracy and gain over the mean member
+  (:mod:`.ensemble`);
+* re-basin averaging — every seed pair aligned by weight matching, averaged 50/50, BatchNorm
+  recomputed; accuracy minus the mean of its endpoints, and the same for the naive (unaligned)
+  average for comparison (:mod:`.rebasin`, :mod:`.average`).
+
+Results go to ``<member>/downstream.json`` and ``cells/<cell>.downstream.json`` keyed by epoch,
+each with its settings; only the main process writes, so a rerun computes only what is missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from phasezoo.errors import PhaseZooError
+from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
+from phasezoo.store import ZooStore, atomic_write_json, read_json
+
+#: settings of the downstream methods (recorded beside every result)
+DOWNSTREAM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prune": {"sparsities": [0.5, 0.7, 0.9, 0.95, 0.99], "finetune_epochs": 1, "lr": 0.01,
+              "batch_size": 128},
+    "wise_ft": {"k": 3},
+    "finetune": {"target": "digits-rot90", "epochs": 3, "batch_size": 128},
+}
+
+
+def _evaluate_acc(model, x, y) -> float:
+    from phasezoo.tasks import ClassificationTask
+
+    return ClassificationTask().evaluate(model, x, y)["accuracy"]
+
+
+def _member_task(args: tuple) -> tuple[str, str, dict]:
+    from phasezoo.data import load_dataset
+    from phasezoo.downstream.average import wise_ft_average
+    from phasezoo.downstream.finetune import finetune
+    from phasezoo.downstream.prune import magnitude_prune, prune_and_finetune
+    from phasezoo.zoo import load_member
+
+    member_dir, epoch, settings, device, data_dir = args
+    model, config = load_member(member_dir, epoch)
+    model.to(device)
+    data = load_dataset(config["dataset"], data_dir).to(device)
+    base = _evaluate_acc(model, data.test_x, data.test_y)
+    p = settings["prune"]
+    prune = {"settings": p, "base_acc": base, "acc": {}, "finetuned_acc": {}}
+    for s in p["sparsities"]:
+        pruned, _ = magnitude_prune(model, s)
+        prune["acc"][str(s)] = _evaluate_acc(pruned, data.test_x, data.test_y)
+        tuned = prune_and_finetune(model, s, data.train_x, data.train_y, epochs=p["finetune_epochs"],
+                                   lr=p["lr"], batch_size=p["batch_size"], seed=config["seed"])
+        prune["finetuned_acc"][str(s)] = _evaluate_acc(tuned, data.test_x, data.test_y)
+    w = settings["wise_ft"]
+    averaged = wise_ft_average(member_dir, w["k"], data.train_x).to(device)
+    wacc = _evaluate_acc(averaged, data.test_x, data.test_y)
+    wise = {"settings": w, "acc": wacc, "final_acc": base, "gain": wacc - base}
+    f = settings["finetune"]
+    ft = {mode: finetune(model, f["target"], mode=mode, epochs=f["epochs"], batch_size=f["batch_size"],
+                         seed=config["seed"], data_dir=data_dir)
+          for mode in ("linear", "full")}
+    return "member", str(member_dir), {"prune": prune, "wise_ft": wise, "finetune": _plain(ft)}
+
+
+def _cell_task(args: tuple) -> tuple[str, str, dict]:
+    from phasezoo.data import load_dataset
+    from phasezoo.downstream.average import averaging_gain, rebasin_average
+    from phasezoo.downstream.ensemble import ensemble_accuracy
+    from phasezoo.downstream.rebasin import interpolate
+    from phasezoo.landscape.curves import recompute_bn_statistics
+    from phasezoo.zoo import load_member
+
+    cell, dirs, epoch, device, data_dir = args
+    loaded = [load_member(d, epoch) for d in dirs]
+    models = [m.to(device) for m, _ in loaded]
+    data = load_dataset(loaded[0][1]["dataset"], data_dir).to(device)
+    ens = ensemble_accuracy(models, data.test_x, data.test_y)
+    accs = ens["member_accs"]
+    pairs = {}
+    for (i, a), (j, b) in itertools.combinations(enumerate(models), 2):
+        aligned = rebasin_average(a, b, data.train_x).to(device)
+        naive = interpolate(a, b, 0.5).to(device)
+        recompute_bn_statistics(naive, data.train_x)
+        acc_aligned = _evaluate_acc(aligned, data.test_x, data.test_y)
+        acc_naive = _evaluate_acc(naive, data.test_x, data.test_y)
+        seeds = f"{loaded[i][1]['seed']}-{loaded[j][1]['seed']}"
+        pairs[seeds] = {"acc": acc_aligned, "gain": averaging_gain(acc_aligned, [accs[i], accs[j]]),
+                        "naive_acc": acc_naive,
+                        "naive_gain": averaging_gain(acc_naive, [accs[i], accs[j]])}
+    return "cell", cell, {"ensemble": _plain(ens), "rebasin": pairs}
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-able copy: tensors and numpy scalars to numbers, models dropped."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items() if k not in ("model",)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return obj
+
+
+def _dispatch(args: tuple) -> tuple[str, str, dict]:
+    return _member_task(args[1:]) if args[0] == "member" else _cell_task(args[1:])
+
+
+def run_downstream(
+    zoo: str | Path | ZooSpec, profile: str, root: str | Path, *, device: str = "auto",
+    workers: int = 1, data_dir: str | Path | None = None, progress: bool | None = None,
+    settings: dict | None = None,
+) -> dict[str, Any]:
+    """Run the missing downstream methods on the final epoch of every done member / cell."""
+    from phasezoo.executors import make_executor
+    from phasezoo.train import resolve_device
+
+    spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
+    prof = spec.profile(profile)
+    epoch = prof.training.epochs
+    dev = str(resolve_device(device))
+    settings = settings or DOWNSTREAM_DEFAULTS
+    store = ZooStore(root, spec.name, profile)
+    done = [m for m in spec.members(profile) if store.member(m.member).state() == "done"]
+    if not done:
+        raise PhaseZooError(f"no finished members of {spec.name}/{profile} under {root}; "
+                            "run `phasezoo train` first")
+    key, skey = str(epoch), json.dumps(settings, sort_keys=True)
+    tasks = []
+    for m in done:
+        rec = _read(store.member(m.member).dir / "downstream.json").get(key, {})
+        if rec.get("settings_key") != skey:
+            tasks.append(("member", str(store.member(m.member).dir), epoch, settings, dev, data_dir))
+    by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
+    for m in done:
+        by_cell[cell_of(m.member)].append(m)
+    for cell, ms in by_cell.items():
+        if len(ms) >= 2 and key not in _read(store.dir / "cells" / f"{cell}.downstream.json"):
+            tasks.append(("cell", cell, [str(store.member(m.member).dir) for m in ms], epoch, dev, data_dir))
+
+    progress = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), desc=f"downstream {spec.name}/{profile}", unit="task")
+    t0 = time.perf_counter()
+    for kind, target, result in make_executor(workers).map_unordered(_dispatch, tasks):
+        if kind == "member":
+            path = Path(target) / "downstream.json"
+            data = _read(path)
+            data[key] = {**result, "settings_key": skey}
+        else:
+            path = store.dir / "cells" / f"{target}.downstream.json"
+            data = _read(path)
+            data[key] = result
+        atomic_write_json(path, data)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return {"epoch": epoch, "tasks": len(tasks), "wall_s": time.perf_counter() - t0}
+
+
+def _read(path: Path) -> dict:
+    return read_json(path) if path.exists() else {}
+
+
+def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFrame:
+    """Add the downstream columns (NaN where not run) to a member table:
+    ``prune_acc_<s>``, ``prune_ft_acc_<s>``, ``wise_ft_gain``, ``finetune_linear_acc``,
+    ``finetune_full_acc`` per member; ``ensemble_acc``, ``ensemble_gain``, ``rebasin_gain``,
+    ``naive_avg_gain`` per cell (means over the cell's seed pairs)."""
+    store = ZooStore(root, spec.name, profile)
+    key = str(spec.profile(profile).training.epochs)
+    rows = []
+    for name in df["member"]:
+        rec = _read(store.member(name).dir / "downstream.json").get(key)
+        cell = _read(store.dir / "cells" / f"{cell_of(name)}.downstream.json").get(key)
+        row: dict[str, float] = {}
+        if rec:
+            for s, v in rec["prune"]["acc"].items():
+                row[f"prune_acc_{s}"] = v
+            for s, v in rec["prune"]["finetuned_acc"].items():
+                row[f"prune_ft_acc_{s}"] = v
+            row["wise_ft_gain"] = rec["wise_ft"]["gain"]
+            row["finetune_linear_acc"] = rec["finetune"]["linear"]["target_test_acc"]
+            row["finetune_full_acc"] = rec["finetune"]["full"]["target_test_acc"]
+        if cell:
+            row["ensemble_acc"] = cell["ensemble"]["ensemble_acc"]
+            row["ensemble_gain"] = cell["ensemble"]["gain"]
+            pairs = list(cell["rebasin"].values())
+            row["rebasin_gain"] = sum(p["gain"] for p in pairs) / len(pairs)
+            row["naive_avg_gain"] = sum(p["naive_gain"] for p in pairs) / len(pairs)
+        rows.append(row)
+    extra = pd.DataFrame(rows, index=df.index)
+    return pd.concat([df, extra], axis=1) if len(extra.columns) else df
+
+
+__all__ = ["DOWNSTREAM_DEFAULTS", "run_downstream", "downstream_columns"]

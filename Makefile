@@ -25,17 +25,21 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Train the default embedded zoos and compute their loss-landscape metrics (finished work is
-# skipped), then print their tables and phase maps, with the wall time of each stage.
+# Train the default embedded zoos, compute their loss-landscape metrics and run the downstream
+# methods (finished work is skipped), then print their tables, phase maps and weight-space
+# probes, with the wall time of each stage.
 book: setup
 	@for zoo in $(ZOOS); do \
 	  start=$$(date +%s); \
 	  $(BIN)/phasezoo train $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) || exit $$?; \
 	  mid=$$(date +%s); echo "stage train: $$((mid - start)) s"; \
 	  $(BIN)/phasezoo metrics $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) || exit $$?; \
-	  echo "stage metrics: $$(( $$(date +%s) - mid )) s"; \
+	  echo "stage metrics: $$(( $$(date +%s) - mid )) s"; mid=$$(date +%s); \
+	  $(BIN)/phasezoo downstream $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) || exit $$?; \
+	  echo "stage downstream: $$(( $$(date +%s) - mid )) s"; \
 	  $(BIN)/phasezoo table $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	  $(BIN)/phasezoo phases $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
+	  $(BIN)/phasezoo probe $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	done
 
 bench: setup

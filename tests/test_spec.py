@@ -110,3 +110,21 @@ def test_broken_yaml(tmp_path):
 def test_checkpoint_epochs_always_include_first_and_last(tiny_spec):
     t = load_spec(tiny_spec).profile("smoke").training
     assert t.checkpoint_epochs == (0, 2, 3)
+
+
+@pytest.mark.parametrize("section,message", [
+    ("downstream: {finetune: {target: imagenet}}", "unknown value 'imagenet'"),
+    ("downstream: {prune: {sparsities: [0.5, 1.5]}}", "numbers in (0, 1)"),
+    ("metrics: {cka: {method: rbf}}", "unknown value 'rbf'"),
+    ("metrics: {mode_connectivity: {num_t: 3}}", "at least 5"),
+    ("phases: {cka: -1}", "non-negative"),
+])
+def test_invalid_metric_downstream_and_phase_settings(tmp_path, section, message):
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path, TINY_SPEC + section + "\n"))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_paper_resnet_zoos_transfer_to_stl10_and_digits_to_rotated_digits():
+    assert load_spec("cifar10-resnet18").profile("paper").downstream["finetune"]["target"] == "stl10"
+    assert load_spec("digits-resnet18").profile("mini").downstream["finetune"]["target"] == "digits-rot90"

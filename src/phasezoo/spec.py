@@ -63,7 +63,17 @@ INITS = ("kaiming_uniform",)
 GRID_LABELS = {"width": "w", "batch_size": "b", "seed": "s"}
 
 _TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "axes", "training",
-             "metrics", "phases", "profiles"}
+             "metrics", "phases", "downstream", "profiles"}
+#: downstream-method settings used where a spec gives none (paper §4.2)
+DOWNSTREAM_DEFAULTS: dict[str, dict[str, Any]] = {
+    # global magnitude pruning; short fine-tune with the mask re-applied after every step
+    "prune": {"sparsities": [0.5, 0.7, 0.9, 0.95, 0.99], "finetune_epochs": 1, "lr": 0.01,
+              "batch_size": 128},
+    # Wise-FT style uniform average of the last k checkpoints of a run
+    "wise_ft": {"k": 3},
+    # transfer: linear probe and full fine-tuning on a target task (phasezoo.downstream.finetune)
+    "finetune": {"target": "digits-rot90", "epochs": 3, "batch_size": 128},
+}
 #: loss-landscape metric settings used where a spec gives none (DESIGN.md §3: PTMZ's choices)
 METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
     # PyHessian's algorithms on 10 batches x 64 train samples, maxIter=100, tol=1e-3
@@ -149,6 +159,7 @@ class ProfileSpec:
     training: TrainingSpec
     description: str = ""
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: copy.deepcopy(METRIC_DEFAULTS))
+    downstream: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: copy.deepcopy(DOWNSTREAM_DEFAULTS))
     phases: Any = None  # phasezoo.landscape.phases.PhaseThresholds
 
     @property
@@ -319,7 +330,7 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
         pwhere = f"{where}: profile {pname!r}"
         if not isinstance(praw, Mapping):
             raise SpecError(f"{pwhere}: must be a mapping with 'grid' and optional 'training'")
-        _no_unknown(praw, {"grid", "training", "description", "metrics", "phases"}, pwhere)
+        _no_unknown(praw, {"grid", "training", "description", "metrics", "phases", "downstream"}, pwhere)
         t = _training(_deep_merge(training, praw.get("training") or {}), pwhere)
         grid = _grid(_require(praw, "grid", dict, pwhere), axes, pwhere)
         too_big = [b for b in grid["batch_size"] if b > num_train]
@@ -330,9 +341,10 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
             )
         metrics = _metrics(_deep_merge(raw.get("metrics") or {}, praw.get("metrics") or {}), pwhere)
         phases = _phases(_deep_merge(raw.get("phases") or {}, praw.get("phases") or {}), pwhere)
+        downstream = _downstream(_deep_merge(raw.get("downstream") or {}, praw.get("downstream") or {}), pwhere)
         profiles[pname] = ProfileSpec(
             name=pname, grid=grid, training=t, description=str(praw.get("description", "")),
-            metrics=metrics, phases=phases,
+            metrics=metrics, phases=phases, downstream=downstream,
         )
     return ZooSpec(
         name=name, description=str(raw.get("description", "")), task=task, arch=arch,
@@ -409,6 +421,35 @@ def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
                 merged[key] = _number(value, name, positive=True)
         if section == "mode_connectivity" and merged["num_t"] < 5:
             raise SpecError(f"{where}: metrics.mode_connectivity.num_t must be at least 5")
+        out[section] = merged
+    return out
+
+
+def _downstream(d: Mapping, where: str) -> dict[str, dict[str, Any]]:
+    """Downstream settings: the defaults overridden key by key; unknown keys and bad values fail."""
+    from phasezoo.downstream.finetune import TARGET_TASKS
+
+    _no_unknown(d, set(DOWNSTREAM_DEFAULTS), f"{where}: downstream")
+    out = {}
+    for section, defaults in DOWNSTREAM_DEFAULTS.items():
+        given = d.get(section) or {}
+        _no_unknown(given, set(defaults), f"{where}: downstream.{section}")
+        merged = {**defaults, **given}
+        for key, value in merged.items():
+            name = f"{where}: downstream.{section}.{key}"
+            if key == "sparsities":
+                if not isinstance(value, list) or not value or not all(
+                        isinstance(v, (int, float)) and 0 < v < 1 for v in value):
+                    raise SpecError(f"{name} must be a non-empty list of numbers in (0, 1)")
+            elif key == "target":
+                _choice(value, TARGET_TASKS, name)
+            elif key == "lr":
+                merged[key] = _number(value, name, positive=True)
+            elif key == "finetune_epochs":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise SpecError(f"{name} must be a non-negative integer, got {value!r}")
+            elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SpecError(f"{name} must be a positive integer, got {value!r}")
         out[section] = merged
     return out
 

@@ -37,15 +37,6 @@ from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import ZooStore, atomic_write_json, read_json
 
-#: settings of the downstream methods (recorded beside every result)
-DOWNSTREAM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "prune": {"sparsities": [0.5, 0.7, 0.9, 0.95, 0.99], "finetune_epochs": 1, "lr": 0.01,
-              "batch_size": 128},
-    "wise_ft": {"k": 3},
-    "finetune": {"target": "digits-rot90", "epochs": 3, "batch_size": 128},
-}
-
-
 def _evaluate_acc(model, x, y) -> float:
     from phasezoo.tasks import ClassificationTask
 
@@ -77,8 +68,13 @@ def _member_task(args: tuple) -> tuple[str, str, dict]:
     wacc = _evaluate_acc(averaged, data.test_x, data.test_y)
     wise = {"settings": w, "acc": wacc, "final_acc": base, "gain": wacc - base}
     f = settings["finetune"]
+    from phasezoo.data import DATASETS
+
+    # target images are resized to the source dataset's size (STL-10 96 -> 32 for CIFAR, 64 for
+    # TinyImageNet), as the paper's transfer experiments do
+    size = DATASETS[config["dataset"]].image_size
     ft = {mode: finetune(model, f["target"], mode=mode, epochs=f["epochs"], batch_size=f["batch_size"],
-                         seed=config["seed"], data_dir=data_dir)
+                         seed=config["seed"], data_dir=data_dir, image_size=size)
           for mode in ("linear", "full")}
     return "member", str(member_dir), {"prune": prune, "wise_ft": wise, "finetune": _plain(ft)}
 
@@ -133,7 +129,8 @@ def run_downstream(
     workers: int = 1, data_dir: str | Path | None = None, progress: bool | None = None,
     settings: dict | None = None,
 ) -> dict[str, Any]:
-    """Run the missing downstream methods on the final epoch of every done member / cell."""
+    """Run the missing downstream methods on the final epoch of every done member / cell, with
+    the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape)."""
     from phasezoo.executors import make_executor
     from phasezoo.train import resolve_device
 
@@ -141,7 +138,7 @@ def run_downstream(
     prof = spec.profile(profile)
     epoch = prof.training.epochs
     dev = str(resolve_device(device))
-    settings = settings or DOWNSTREAM_DEFAULTS
+    settings = settings or {k: dict(v) for k, v in prof.downstream.items()}
     store = ZooStore(root, spec.name, profile)
     done = [m for m in spec.members(profile) if store.member(m.member).state() == "done"]
     if not done:
@@ -219,4 +216,4 @@ def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str 
     return pd.concat([df, extra], axis=1) if len(extra.columns) else df
 
 
-__all__ = ["DOWNSTREAM_DEFAULTS", "run_downstream", "downstream_columns"]
+__all__ = ["run_downstream", "downstream_columns"]

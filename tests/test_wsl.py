@@ -191,3 +191,22 @@ def test_probe_phase_majority_baseline_is_from_training_split():
     labels2 = labels.astype(object)
     labels2.iloc[0] = None
     assert probe_phase(X, labels2, groups, **FAST)["n_dropped_nan_y"] == 1
+
+
+def test_probe_phase_falls_back_to_default_C_when_no_fold_can_be_fitted(monkeypatch):
+    """Tiny zoos: every cross-validation fold may see one class; the probe must still answer."""
+    import sklearn.model_selection
+
+    from phasezoo.wsl.probe import probe_phase
+
+    def all_folds_fail(self, *a, **k):
+        raise ValueError("All the fits failed.")
+
+    monkeypatch.setattr(sklearn.model_selection.GridSearchCV, "fit", all_folds_fail)
+    rng = np.random.default_rng(0)
+    groups = pd.Series([f"c{i // 3}" for i in range(24)])
+    labels = pd.Series(["I" if i // 3 < 4 else "II" for i in range(24)])
+    X = pd.DataFrame(rng.normal(size=(24, 3)) + (labels == "II").to_numpy()[:, None] * 3.0)
+    res = probe_phase(X, labels, groups, seed=0)
+    assert res["C"] == 1.0 and res["model"] is not None
+    assert 0.0 <= res["accuracy_test"] <= 1.0

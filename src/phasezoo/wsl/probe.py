@@ -278,7 +278,7 @@ def probe_phase(
     ``n_groups_test``, ``n_features``, ``n_dropped_nan_y``, ``n_dropped_nonfinite_x``,
     ``split``, ``train_members``, ``test_members``, ``y_test``, ``y_pred_test``, ``model``
     (None, and ``C`` NaN, when the training split holds a single class: then the probe predicts
-    that class).
+    that class; ``C`` is 1 when no cross-validation fold holds two classes).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
@@ -312,9 +312,16 @@ def probe_phase(
             # that see one class fail (scored NaN); neither affects the refit on the full split
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            search.fit(Xtr, ytr.to_numpy(), groups=gtr.to_numpy())
-        model = search.best_estimator_
-        C = float(search.best_params_["logisticregression__C"])
+            try:
+                search.fit(Xtr, ytr.to_numpy(), groups=gtr.to_numpy())
+                model = search.best_estimator_
+                C = float(search.best_params_["logisticregression__C"])
+            except ValueError:
+                # every fold's training part held a single class (tiny zoos): no C can be
+                # chosen by cross-validation, so fit once with sklearn's default C = 1
+                C = 1.0
+                model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+                model.fit(Xtr, ytr.to_numpy())
         pred_tr, pred_te = model.predict(Xtr), model.predict(Xte)
 
     def counts(s: pd.Series) -> dict:

@@ -24,6 +24,14 @@ def _add_zoo_args(p: argparse.ArgumentParser, *, root: bool = True) -> None:
                        help="folder that holds the zoos (default: data/zoos)")
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that run models: train, metrics, downstream."""
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="dataset root (default: $PHASEZOO_DATA or ~/.cache/phasezoo/datasets)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phasezoo",
@@ -39,10 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a zoo (finished members are skipped, partial ones resumed)")
     _add_zoo_args(p)
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
-    p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="dataset root (default: $PHASEZOO_DATA or ~/.cache/phasezoo/datasets)")
+    _add_run_args(p)
 
     p = sub.add_parser("status", help="count done, partial, pending and diverged members")
     _add_zoo_args(p)
@@ -55,9 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("metrics", help="compute loss-landscape metrics (Hessian, CKA, mode connectivity)")
     _add_zoo_args(p)
     p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
-    p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset root (as for train)")
+    _add_run_args(p)
 
     p = sub.add_parser("phases", help="the phase map of a zoo and its sensitivity to the thresholds")
     _add_zoo_args(p)
@@ -65,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("downstream", help="pruning, Wise-FT, fine-tuning, ensembling, re-basin averaging")
     _add_zoo_args(p)
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
-    p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset root (as for train)")
+    _add_run_args(p)
 
     p = sub.add_parser("probe", help="weight-statistics probe: R² per property on held-out cells")
     _add_zoo_args(p)

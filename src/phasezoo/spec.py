@@ -397,61 +397,64 @@ def _training(t: Mapping, where: str) -> TrainingSpec:
     )
 
 
-def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
-    """Metric settings: the defaults overridden key by key; unknown keys and bad values fail."""
-    _no_unknown(m, set(METRIC_DEFAULTS), f"{where}: metrics")
+def _settings(given: Mapping, defaults: Mapping[str, Mapping[str, Any]], where: str,
+              check) -> dict[str, dict[str, Any]]:
+    """Sections of settings: ``defaults`` overridden key by key by ``given``; unknown sections
+    or keys fail, and ``check(key, value, name)`` validates (and may convert) each value."""
+    _no_unknown(given, set(defaults), where)
     out = {}
-    for section, defaults in METRIC_DEFAULTS.items():
-        given = m.get(section) or {}
-        _no_unknown(given, set(defaults), f"{where}: metrics.{section}")
-        merged = {**defaults, **given}
-        for key, value in merged.items():
-            name = f"{where}: metrics.{section}.{key}"
-            if key == "method":
-                _choice(value, ("per_batch", "pooled"), name)
-            elif key in ("seed", "epochs"):
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise SpecError(f"{name} must be a non-negative integer, got {value!r}")
-            elif key in ("num_batches", "batch_size", "max_iter", "num_t"):
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise SpecError(f"{name} must be a positive integer, got {value!r}")
-            elif key in ("momentum", "weight_decay"):
-                _number(value, name)
-            else:  # tol, lr
-                merged[key] = _number(value, name, positive=True)
-        if section == "mode_connectivity" and merged["num_t"] < 5:
-            raise SpecError(f"{where}: metrics.mode_connectivity.num_t must be at least 5")
-        out[section] = merged
+    for section, section_defaults in defaults.items():
+        over = given.get(section) or {}
+        _no_unknown(over, set(section_defaults), f"{where}.{section}")
+        merged = {**section_defaults, **over}
+        out[section] = {k: check(k, v, f"{where}.{section}.{k}") for k, v in merged.items()}
+    return out
+
+
+def _int_at_least(value: Any, lowest: int, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+        kind = "non-negative" if lowest == 0 else "positive"
+        raise SpecError(f"{name} must be a {kind} integer, got {value!r}")
+    return value
+
+
+def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
+    """Metric settings (:data:`METRIC_DEFAULTS` overridden key by key)."""
+
+    def check(key: str, value: Any, name: str) -> Any:
+        if key == "method":
+            return _choice(value, ("per_batch", "pooled"), name)
+        if key in ("seed", "epochs"):
+            return _int_at_least(value, 0, name)
+        if key in ("num_batches", "batch_size", "max_iter", "num_t"):
+            return _int_at_least(value, 1, name)
+        if key in ("momentum", "weight_decay"):
+            return _number(value, name)
+        return _number(value, name, positive=True)  # tol, lr
+
+    out = _settings(m, METRIC_DEFAULTS, f"{where}: metrics", check)
+    if out["mode_connectivity"]["num_t"] < 5:
+        raise SpecError(f"{where}: metrics.mode_connectivity.num_t must be at least 5")
     return out
 
 
 def _downstream(d: Mapping, where: str) -> dict[str, dict[str, Any]]:
-    """Downstream settings: the defaults overridden key by key; unknown keys and bad values fail."""
+    """Downstream settings (:data:`DOWNSTREAM_DEFAULTS` overridden key by key)."""
     from phasezoo.downstream.finetune import TARGET_TASKS
 
-    _no_unknown(d, set(DOWNSTREAM_DEFAULTS), f"{where}: downstream")
-    out = {}
-    for section, defaults in DOWNSTREAM_DEFAULTS.items():
-        given = d.get(section) or {}
-        _no_unknown(given, set(defaults), f"{where}: downstream.{section}")
-        merged = {**defaults, **given}
-        for key, value in merged.items():
-            name = f"{where}: downstream.{section}.{key}"
-            if key == "sparsities":
-                if not isinstance(value, list) or not value or not all(
-                        isinstance(v, (int, float)) and 0 < v < 1 for v in value):
-                    raise SpecError(f"{name} must be a non-empty list of numbers in (0, 1)")
-            elif key == "target":
-                _choice(value, TARGET_TASKS, name)
-            elif key == "lr":
-                merged[key] = _number(value, name, positive=True)
-            elif key == "finetune_epochs":
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise SpecError(f"{name} must be a non-negative integer, got {value!r}")
-            elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SpecError(f"{name} must be a positive integer, got {value!r}")
-        out[section] = merged
-    return out
+    def check(key: str, value: Any, name: str) -> Any:
+        if key == "sparsities":
+            if not isinstance(value, list) or not value or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in value):
+                raise SpecError(f"{name} must be a non-empty list of numbers in (0, 1)")
+            return value
+        if key == "target":
+            return _choice(value, TARGET_TASKS, name)
+        if key == "lr":
+            return _number(value, name, positive=True)
+        return _int_at_least(value, 0 if key == "finetune_epochs" else 1, name)
+
+    return _settings(d, DOWNSTREAM_DEFAULTS, f"{where}: downstream", check)
 
 
 def _phases(p: Mapping, where: str):

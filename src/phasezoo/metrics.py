@@ -33,7 +33,7 @@ import torch
 
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
-from phasezoo.store import MemberStore, ZooStore, atomic_write_json, read_json
+from phasezoo.store import MemberStore, ZooStore, atomic_write_json, jsonable, read_json
 
 #: seed of the fixed permutation that picks the metric subsets of the training set
 SUBSET_SEED = 0
@@ -123,17 +123,7 @@ def _pair_task(args: tuple) -> tuple[str, str, dict]:
     )
     mc["time_s"] = time.perf_counter() - t0
     mc["data"] = "train set"
-    return "pair", pair, {"cka": cka_rec, "mc": _jsonable(mc)}
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    return obj
+    return "pair", pair, {"cka": cka_rec, "mc": jsonable(mc)}
 
 
 def _dispatch(args: tuple) -> tuple[str, str, dict]:
@@ -234,13 +224,11 @@ def _settings_key(settings: dict) -> str:
 
 
 def _read_member_metrics(ms: MemberStore) -> dict:
-    path = ms.dir / "metrics.json"
-    return read_json(path) if path.exists() else {}
+    return read_json(ms.dir / "metrics.json", {})
 
 
 def _read_cell(store: ZooStore, cell: str) -> dict:
-    path = store.dir / "cells" / f"{cell}.json"
-    return read_json(path) if path.exists() else {}
+    return read_json(store.dir / "cells" / f"{cell}.json", {})
 
 
 # ----------------------------------------------------------------------------- table

@@ -73,14 +73,32 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def jsonable(obj: Any) -> Any:
+    """A JSON-ready copy of metric results: tensors and numpy values become numbers or lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):  # torch tensors, numpy arrays and numpy scalars
+        return obj.tolist()
+    return obj
+
+
 def _as_json(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples become lists, NaN becomes None)."""
     return json.loads(json.dumps(_finite(obj)))
 
 
-def read_json(path: Path) -> Any:
+_REQUIRED = object()
+
+
+def read_json(path: Path, default: Any = _REQUIRED) -> Any:
+    """Parse a JSON file; a missing file returns ``default`` when one is given."""
+    path = Path(path)
+    if default is not _REQUIRED and not path.exists():
+        return default
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CorruptFileError(f"corrupt JSON file: {path}") from None
 
@@ -148,13 +166,13 @@ class MemberStore:
 
     # -- config and status
     def read_config(self) -> dict | None:
-        return read_json(self.config_path) if self.config_path.exists() else None
+        return read_json(self.config_path, None)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         atomic_write_json(self.config_path, {**config, "format_version": FORMAT_VERSION})
 
     def read_status(self) -> dict | None:
-        return read_json(self.status_path) if self.status_path.exists() else None
+        return read_json(self.status_path, None)
 
     def write_status(self, status: str, **info: Any) -> None:
         atomic_write_json(self.status_path, {"status": status, **info})

@@ -35,7 +35,7 @@ import pandas as pd
 
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
-from phasezoo.store import ZooStore, atomic_write_json, read_json
+from phasezoo.store import ZooStore, atomic_write_json, jsonable, read_json
 
 def _evaluate_acc(model, x, y) -> float:
     from phasezoo.tasks import ClassificationTask
@@ -76,7 +76,7 @@ def _member_task(args: tuple) -> tuple[str, str, dict]:
     ft = {mode: finetune(model, f["target"], mode=mode, epochs=f["epochs"], batch_size=f["batch_size"],
                          seed=config["seed"], data_dir=data_dir, image_size=size)
           for mode in ("linear", "full")}
-    return "member", str(member_dir), {"prune": prune, "wise_ft": wise, "finetune": _plain(ft)}
+    return "member", str(member_dir), {"prune": prune, "wise_ft": wise, "finetune": jsonable(ft)}
 
 
 def _cell_task(args: tuple) -> tuple[str, str, dict]:
@@ -104,20 +104,7 @@ def _cell_task(args: tuple) -> tuple[str, str, dict]:
         pairs[seeds] = {"acc": acc_aligned, "gain": averaging_gain(acc_aligned, [accs[i], accs[j]]),
                         "naive_acc": acc_naive,
                         "naive_gain": averaging_gain(acc_naive, [accs[i], accs[j]])}
-    return "cell", cell, {"ensemble": _plain(ens), "rebasin": pairs}
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-able copy: tensors and numpy scalars to numbers, models dropped."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items() if k not in ("model",)}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return obj
+    return "cell", cell, {"ensemble": jsonable(ens), "rebasin": pairs}
 
 
 def _dispatch(args: tuple) -> tuple[str, str, dict]:
@@ -182,7 +169,7 @@ def run_downstream(
 
 
 def _read(path: Path) -> dict:
-    return read_json(path) if path.exists() else {}
+    return read_json(path, {})
 
 
 def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFrame:

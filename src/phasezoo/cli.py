@@ -231,6 +231,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("phasezoo: interrupted; rerun the same command to resume", file=sys.stderr)
         code = 130
+    except BrokenPipeError:
+        # the reader of our stdout went away (`phasezoo table --csv - | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     sys.exit(code)
 
 

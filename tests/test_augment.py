@@ -6,7 +6,23 @@ import pytest
 import torch
 
 from phasezoo.data import BatchAugment, iterate_batches
-from phasezoo.data.augment import random_crop, rotate
+from phasezoo.data.augment import (
+    RANDAUGMENT_OPS,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    adjust_sharpness,
+    autocontrast,
+    equalize,
+    erase,
+    grayscale,
+    posterize,
+    rand_augment,
+    randaugment_magnitudes,
+    random_crop,
+    rotate,
+    solarize,
+)
 from phasezoo.errors import PhaseZooError
 
 
@@ -202,3 +218,373 @@ def test_iterate_batches_checks_arguments_when_called():
         iterate_batches(x, y, 0)
     with pytest.raises(ValueError):
         iterate_batches(x, torch.zeros(3), 2)
+
+
+# --------------------------------------------------------------------------- stronger recipe: spec
+
+STRONG = {
+    "randaugment": {"num_ops": 2, "magnitude": 9},
+    "color_jitter": {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4},
+    "random_erasing": {"p": 0.25, "scale": [0.02, 0.33], "ratio": [0.3, 3.3], "value": 0},
+}
+CIFAR_MEAN, CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+
+
+def pixels(n: int = 32, c: int = 3, h: int = 8, w: int = 8, lo: float = 0.0, hi: float = 1.0, seed: int = 0):
+    return lo + (hi - lo) * torch.rand(n, c, h, w, generator=gen(seed))
+
+
+def test_new_keys_round_trip_and_fields():
+    aug = BatchAugment.from_spec({"random_crop": {"padding": 4}, "hflip": True, **STRONG})
+    assert (aug.randaugment_num_ops, aug.randaugment_magnitude) == (2, 9)
+    assert (aug.jitter_brightness, aug.jitter_contrast, aug.jitter_saturation) == (0.4, 0.4, 0.4)
+    assert (aug.erasing_p, aug.erasing_scale, aug.erasing_ratio, aug.erasing_value) == (
+        0.25, (0.02, 0.33), (0.3, 3.3), 0.0)
+    assert aug.to_spec() == {"random_crop": {"padding": 4}, "hflip": True, **STRONG}
+    assert BatchAugment.from_spec(aug.to_spec()) == aug
+    # missing sub-keys take torchvision's defaults; the canonical spec spells them out
+    short = BatchAugment.from_spec({"randaugment": {}, "color_jitter": {"contrast": 0.2}, "random_erasing": {}})
+    assert short.to_spec() == {
+        "randaugment": {"num_ops": 2, "magnitude": 9},
+        "color_jitter": {"brightness": 0.0, "contrast": 0.2, "saturation": 0.0},
+        "random_erasing": {"p": 0.5, "scale": [0.02, 0.33], "ratio": [0.3, 3.3], "value": 0.0},
+    }
+    assert BatchAugment.from_spec(short.to_spec()) == short
+
+
+def test_from_spec_takes_dataset_statistics():
+    aug = BatchAugment.from_spec(STRONG, mean=CIFAR_MEAN, std=list(CIFAR_STD))
+    assert (aug.mean, aug.std) == (CIFAR_MEAN, CIFAR_STD)
+    assert "mean" not in aug.to_spec()
+    assert BatchAugment.from_spec(aug.to_spec(), mean=CIFAR_MEAN, std=CIFAR_STD) == aug
+    assert BatchAugment.from_spec(None, mean=(0.5,), std=(0.2,)).is_identity
+    with pytest.raises(ValueError):
+        BatchAugment.from_spec(STRONG, mean=CIFAR_MEAN)  # std missing
+    with pytest.raises(ValueError):
+        BatchAugment.from_spec(STRONG, mean=CIFAR_MEAN, std=(0.2, 0.2))
+    with pytest.raises(ValueError):
+        BatchAugment.from_spec(STRONG, mean=CIFAR_MEAN, std=(0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match="channels"):
+        BatchAugment.from_spec(STRONG, mean=(0.5,), std=(0.2,))(pixels(), gen(0))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"randaugment": {"num_ops": 0, "magnitude": 20}},
+        {"randaugment": None},
+        {"color_jitter": {"brightness": 0, "contrast": 0.0, "saturation": 0}},
+        {"color_jitter": {}},
+        {"random_erasing": {"p": 0, "scale": [0.1, 0.2], "value": 3}},
+        {"random_erasing": False},
+    ],
+)
+def test_new_steps_off_are_identity_and_canonical(spec):
+    aug = BatchAugment.from_spec(spec)
+    assert aug.is_identity and aug.to_spec() == {} and aug == BatchAugment()
+    g, x = gen(0), pixels()
+    state = g.get_state()
+    assert aug(x, g) is x
+    assert torch.equal(g.get_state(), state)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"randaugment": 2},
+        {"randaugment": {"num_ops": 2, "magnitude": 9, "bins": 31}},
+        {"randaugment": {"num_ops": -1}},
+        {"randaugment": {"num_ops": 1.5}},
+        {"randaugment": {"num_ops": True}},
+        {"randaugment": {"magnitude": 31}},
+        {"randaugment": {"magnitude": -1}},
+        {"randaugment": {"magnitude": 9.5}},
+        {"color_jitter": 0.4},
+        {"color_jitter": {"hue": 0.1}},
+        {"color_jitter": {"brightness": -0.1}},
+        {"color_jitter": {"contrast": "0.4"}},
+        {"color_jitter": {"saturation": True}},
+        {"color_jitter": {"brightness": float("inf")}},
+        {"random_erasing": [0.25]},
+        {"random_erasing": {"prob": 0.25}},
+        {"random_erasing": {"p": 1.5}},
+        {"random_erasing": {"p": -0.1}},
+        {"random_erasing": {"scale": [0.5, 0.2]}},
+        {"random_erasing": {"scale": [0.1, 2.0]}},
+        {"random_erasing": {"scale": 0.3}},
+        {"random_erasing": {"scale": "ab"}},
+        {"random_erasing": {"scale": [0.1, 0.2, 0.3]}},
+        {"random_erasing": {"ratio": [0.0, 1.0]}},
+        {"random_erasing": {"ratio": [3.0, 1.0]}},
+        {"random_erasing": {"value": "random"}},
+        {"random_erasing": {"value": float("nan")}},
+    ],
+)
+def test_bad_new_spec_is_one_line_phasezoo_error(spec):
+    with pytest.raises(PhaseZooError) as err:
+        BatchAugment.from_spec(spec)
+    assert "\n" not in str(err.value) and "augmentation spec" in str(err.value)
+
+
+def test_unknown_sub_key_names_valid_keys():
+    with pytest.raises(PhaseZooError, match="random_erasing: unknown key.*prob.*p, scale, ratio, value"):
+        BatchAugment.from_spec({"random_erasing": {"prob": 0.5}})
+    with pytest.raises(PhaseZooError, match="hue.*brightness, contrast, saturation.*hue is not implemented"):
+        BatchAugment.from_spec({"color_jitter": {"hue": 0.1}})
+
+
+# --------------------------------------------------------------------------- stronger recipe: determinism
+
+
+@pytest.mark.parametrize("spec", [{k: v} for k, v in STRONG.items()] + [STRONG], ids=[*STRONG, "all"])
+def test_new_steps_are_seeded_and_use_only_the_given_generator(spec):
+    aug = BatchAugment.from_spec(spec, mean=CIFAR_MEAN, std=CIFAR_STD)
+    x = torch.randn(48, 3, 8, 8, generator=gen(123))
+    rng_state = torch.get_rng_state()
+    a, b, c = aug(x, gen(7)), aug(x, gen(7)), aug(x, gen(8))
+    assert torch.equal(torch.get_rng_state(), rng_state)  # torch's global generator untouched
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.dtype == x.dtype and a.device == x.device
+    assert aug(x.double(), gen(7)).dtype == torch.float64
+    # the draws depend on N, H, W and the settings only, never on the data: the generator ends
+    # in the same state for another batch, so the decisions cannot depend on the device either
+    g1, g2 = gen(7), gen(7)
+    aug(x, g1)
+    aug(torch.randn(48, 3, 8, 8, generator=gen(5)) * 3, g2)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_colour_steps_need_one_or_three_channels():
+    for spec in ({"randaugment": {}}, {"color_jitter": {"brightness": 0.4}}):
+        with pytest.raises(ValueError, match="1 or 3 channels"):
+            BatchAugment.from_spec(spec)(pattern(c=2), gen(0))
+
+
+# --------------------------------------------------------------------------- random erasing
+
+
+def erased_mask(out: torch.Tensor, value: float) -> torch.Tensor:
+    """(N, H, W) True where every channel equals ``value`` (inputs never contain it)."""
+    return (out == value).all(dim=1)
+
+
+def test_erasing_probability_matches_p():
+    x = pixels(2000, 3, 16, 16, lo=1.0, hi=2.0)
+    out = BatchAugment.from_spec({"random_erasing": {"p": 0.25}})(x, gen(1))
+    erased = erased_mask(out, 0.0).flatten(1).any(dim=1)
+    assert abs(erased.float().mean().item() - 0.25) < 0.05
+    assert torch.equal(out[~erased], x[~erased])  # the others are untouched
+
+
+def test_erased_region_is_one_rectangle_within_scale_and_ratio():
+    h = w = 32
+    scale, ratio, value = (0.05, 0.25), (0.5, 2.0), -1.5
+    x = pixels(300, 3, h, w, lo=1.0, hi=2.0, seed=2)
+    aug = BatchAugment.from_spec({"random_erasing": {"p": 1.0, "scale": list(scale), "ratio": list(ratio),
+                                                     "value": value}})
+    out = aug(x, gen(3))
+    mask = erased_mask(out, value)
+    assert torch.equal(out.masked_fill(mask[:, None], 0), x.masked_fill(mask[:, None], 0))
+    for m in mask:
+        rows, cols = m.any(dim=1).nonzero(), m.any(dim=0).nonzero()
+        rh, rw = len(rows), len(cols)
+        assert int(m.sum()) == rh * rw  # a full rectangle, all channels
+        assert rh == int(rows[-1] - rows[0]) + 1 and rw == int(cols[-1] - cols[0]) + 1
+        # rh = round(sqrt(A r)), rw = round(sqrt(A / r)) with A / (H W) in scale and r in ratio,
+        # so A lies in [(rh - 1/2)(rw - 1/2), (rh + 1/2)(rw + 1/2)]
+        # and r in [(rh - 1/2) / (rw + 1/2), (rh + 1/2) / (rw - 1/2)]
+        assert (rh + 0.5) * (rw + 0.5) >= scale[0] * h * w and (rh - 0.5) * (rw - 0.5) <= scale[1] * h * w
+        assert (rh + 0.5) / (rw - 0.5) >= ratio[0] and (rh - 0.5) / (rw + 0.5) <= ratio[1]
+    areas = mask.flatten(1).sum(1).float() / (h * w)
+    assert areas.std() > 0.02  # the sizes really vary
+
+
+def test_erase_matches_slicing():
+    x = torch.rand(4, 2, 6, 7, generator=gen(4))
+    top, left = torch.tensor([0, 2, 5, 1]), torch.tensor([0, 3, 6, 1])
+    rh, rw = torch.tensor([2, 3, 1, 0]), torch.tensor([7, 2, 1, 4])
+    out = erase(x, top, left, rh, rw, 9.0)
+    for n in range(4):
+        ref = x[n].clone()
+        ref[:, top[n] : top[n] + rh[n], left[n] : left[n] + rw[n]] = 9.0
+        assert torch.equal(out[n], ref)
+    assert torch.equal(out[3], x[3])  # zero height: untouched
+
+
+# --------------------------------------------------------------------------- colour jitter
+
+
+def jitter_factors(seed: int, n: int, *bounds: float) -> list[torch.Tensor]:
+    """The documented draws: per enabled factor, lo + (hi - lo) rand(N) in float64, in order."""
+    g, factors = gen(seed), []
+    for b in bounds:
+        lo, hi = max(0.0, 1 - b), 1 + b
+        factors.append(lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64))
+    return factors
+
+
+def test_brightness_factor_closed_form_on_constant_image():
+    x = torch.full((64, 3, 4, 4), 0.5)
+    out = BatchAugment.from_spec({"color_jitter": {"brightness": 0.4}})(x, gen(5))
+    (f,) = jitter_factors(5, 64, 0.4)
+    assert torch.equal(out, x * f.float().view(-1, 1, 1, 1))
+    assert 0.6 <= f.min() and f.max() <= 1.4 and f.std() > 0.1
+    # standardised data: the same pixels come back, x_std = (0.5 f - mean) / std
+    mean, std = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    aug = BatchAugment.from_spec({"color_jitter": {"brightness": 0.4}}, mean=CIFAR_MEAN, std=CIFAR_STD)
+    out_std = aug((x - mean) / std, gen(5))
+    torch.testing.assert_close(out_std * std + mean, x * f.float().view(-1, 1, 1, 1), atol=1e-6, rtol=0)
+
+
+def test_brightness_clamps_to_unit_range():
+    x = torch.full((8, 1, 2, 2), 0.9)
+    assert torch.equal(adjust_brightness(x, 2.0), torch.ones_like(x))
+    assert torch.equal(adjust_brightness(x, 0.0), torch.zeros_like(x))
+
+
+def test_contrast_keeps_the_mean_grey_of_a_colour_image():
+    x = pixels(64, 3, 8, 8, lo=0.3, hi=0.7, seed=6)
+    out = BatchAugment.from_spec({"color_jitter": {"contrast": 0.4}})(x, gen(6))
+    torch.testing.assert_close(grayscale(out).mean(dim=(1, 2, 3)), grayscale(x).mean(dim=(1, 2, 3)),
+                               atol=1e-6, rtol=0)
+    (f,) = jitter_factors(6, 64, 0.4)
+    m = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(out - m, (x - m) * f.float().view(-1, 1, 1, 1), atol=1e-6, rtol=0)
+
+
+def test_saturation_keeps_grey_and_is_identity_on_one_channel():
+    x = pixels(32, 3, 6, 6, lo=0.4, hi=0.6, seed=7)
+    out = BatchAugment.from_spec({"color_jitter": {"saturation": 0.4}})(x, gen(7))
+    torch.testing.assert_close(grayscale(out), grayscale(x), atol=1e-6, rtol=0)
+    assert not torch.allclose(out, x)
+    torch.testing.assert_close(grayscale(torch.eye(3).view(3, 3, 1, 1)).flatten(),
+                               torch.tensor([0.299, 0.587, 0.114]))
+    mono = pixels(32, 1, 6, 6, seed=8)
+    assert torch.equal(BatchAugment.from_spec({"color_jitter": {"saturation": 0.9}})(mono, gen(7)), mono)
+    assert torch.equal(adjust_saturation(mono, 0.0), mono)
+
+
+def test_jitter_applies_brightness_contrast_saturation_in_that_order():
+    x = pixels(40, 3, 5, 5, seed=9)
+    aug = BatchAugment.from_spec({"color_jitter": {"brightness": 0.5, "contrast": 1.5, "saturation": 0.3}})
+    out = aug(x, gen(10))
+    fb, fc, fs = (f.float() for f in jitter_factors(10, 40, 0.5, 1.5, 0.3))
+    assert fc.min() >= 0 and fc.max() <= 2.5
+    expected = adjust_saturation(adjust_contrast(adjust_brightness(x, fb), fc), fs)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------- RandAugment
+
+
+def test_randaugment_magnitudes_follow_torchvision_at_bin_9_and_30():
+    m9 = randaugment_magnitudes(9, 32, 32)
+    torch.testing.assert_close(torch.tensor(m9, dtype=torch.float64), torch.tensor(
+        [0, 0.09, 0.09, 4, 4, 9, 0.27, 0.27, 0.27, 0.27, 7, 0.7, 0, 0], dtype=torch.float64))
+    m30 = dict(zip(RANDAUGMENT_OPS, randaugment_magnitudes(30, 32, 64)))
+    assert (m30["TranslateX"], m30["TranslateY"], m30["Rotate"], m30["Posterize"]) == (29.0, 14.0, 30.0, 4.0)
+    assert m30["Solarize"] == 0.0 and m30["ShearX"] == pytest.approx(0.3) and m30["Color"] == pytest.approx(0.9)
+
+
+def sheared(img: torch.Tensor, m: float, axis: str) -> torch.Tensor:
+    """Nearest-neighbour shear about the top-left corner, torchvision's ShearX/ShearY:
+    ShearX: out[i, j] = img[i, round(j + m (i + 1/2))]; ShearY: out[i, j] = img[round(i + m (j + 1/2)), j]."""
+    out = torch.zeros_like(img)
+    h, w = img.shape[-2:]
+    for i in range(h):
+        for j in range(w):
+            si, sj = (i, round(j + m * (i + 0.5))) if axis == "x" else (round(i + m * (j + 0.5)), j)
+            if 0 <= si < h and 0 <= sj < w:
+                out[..., i, j] = img[..., si, sj]
+    return out
+
+
+def test_rand_augment_applies_each_sample_its_own_op():
+    img = torch.rand(3, 16, 16, generator=gen(11))  # >= 256 pixels, so Equalize does act
+    x = img.expand(14, 3, 16, 16).contiguous()
+    mags = [0.0, 0.25, -0.25, 2.0, -1.0, 90.0, 0.5, -0.5, 0.3, 0.8, 3.0, 0.5, 0.0, 0.0]
+    out = rand_augment(x, torch.arange(14).view(14, 1), torch.tensor(mags, dtype=torch.float64).view(14, 1))
+    one = img[None]
+    expected = [
+        one,
+        sheared(one, 0.25, "x"),
+        sheared(one, -0.25, "y"),
+        shifted(one, 0, 2),  # TranslateX +2: the image moves right
+        shifted(one, -1, 0),  # TranslateY -1: up
+        torch.rot90(one, 1, dims=(2, 3)),  # Rotate +90: counter-clockwise
+        adjust_brightness(one, 1.5),
+        adjust_saturation(one, 0.5),
+        adjust_contrast(one, 1.3),
+        adjust_sharpness(one, 1.8),
+        posterize(one, 3),
+        solarize(one, 0.5),
+        autocontrast(one),
+        equalize(one),
+    ]
+    for k, (got, want) in enumerate(zip(out, expected)):
+        torch.testing.assert_close(got[None], want, atol=1e-6, rtol=0, msg=f"op {RANDAUGMENT_OPS[k]}")
+    assert torch.equal(out[0], img)  # Identity is bit-exact
+    assert len({tuple(o.flatten().tolist()) for o in out}) == 14  # fourteen different results
+
+
+def test_rand_augment_at_magnitude_zero():
+    img = torch.rand(3, 8, 8, generator=gen(12)) * 0.999
+    x = img.expand(14, 3, 8, 8).contiguous()
+    mags = torch.tensor(randaugment_magnitudes(0, 8, 8), dtype=torch.float64).view(14, 1)
+    out = rand_augment(x, torch.arange(14).view(14, 1), mags)
+    for k in range(12):  # all but AutoContrast and Equalize have a neutral magnitude 0 ...
+        want = posterize(img, 8) if RANDAUGMENT_OPS[k] == "Posterize" else img  # ... posterize keeps 8 bits
+        torch.testing.assert_close(out[k], want, atol=1e-6, rtol=0, msg=RANDAUGMENT_OPS[k])
+
+
+def test_randaugment_batch_mixes_ops_and_keeps_identity_samples_exact():
+    img = torch.rand(3, 8, 8, generator=gen(13))
+    x = ((img - torch.tensor(CIFAR_MEAN).view(3, 1, 1)) / torch.tensor(CIFAR_STD).view(3, 1, 1)).expand(
+        140, 3, 8, 8).contiguous()
+    aug = BatchAugment.from_spec({"randaugment": {"num_ops": 1, "magnitude": 9}}, mean=CIFAR_MEAN, std=CIFAR_STD)
+    out = aug(x, gen(14))
+    ops = torch.randint(0, 14, (140, 1), generator=gen(14))[:, 0]  # the documented first draw
+    assert len(set(ops.tolist())) == 14
+    identity = ops == 0
+    assert identity.any() and torch.equal(out[identity], x[identity])
+    # one slot: at most 1 + 2 * 9 (signed) + 4 different results; the batch shows most of them
+    assert len({tuple(o.flatten().tolist()) for o in out}) >= 18
+    changed = (out != x).flatten(1).any(dim=1)
+    assert changed[ops >= 1].float().mean() > 0.8
+
+
+def test_posterize_solarize_autocontrast_closed_forms():
+    x = torch.rand(4, 3, 5, 5, generator=gen(15))
+    assert torch.equal(posterize(x, 3), (x * 8).floor().clamp(max=7) / 8)
+    assert torch.equal(solarize(x, 0.6), torch.where(x >= 0.6, 1 - x, x))
+    ac = autocontrast(x * 0.5 + 0.2)
+    torch.testing.assert_close(ac.amin(dim=(2, 3)), torch.zeros(4, 3))
+    torch.testing.assert_close(ac.amax(dim=(2, 3)), torch.ones(4, 3))
+    flat = torch.full((1, 1, 3, 3), 0.4)
+    assert torch.equal(autocontrast(flat), flat)
+    assert torch.equal(adjust_sharpness(flat, 2.0), flat)  # smoothing a constant image changes nothing
+
+
+def equalize_reference(ch: torch.Tensor) -> torch.Tensor:
+    """PIL's ImageOps.equalize on one channel of [0, 1] floats binned to uint8 as torchvision does."""
+    u = (ch * 255.999).to(torch.int64).flatten()
+    hist = torch.bincount(u, minlength=256).tolist()
+    used = [v for v in hist if v]
+    step = (sum(used) - used[-1]) // 255
+    if not step:
+        return ch
+    lut, acc = [], step // 2
+    for count in hist:
+        lut.append(min(acc // step, 255))
+        acc += count
+    return (torch.tensor(lut)[u].float() / 255).view_as(ch)
+
+
+def test_equalize_matches_pil_scheme():
+    x = torch.rand(2, 3, 32, 32, generator=gen(16)) ** 2
+    x[1, 2] = 0.25  # a constant channel is left alone
+    out = equalize(x)
+    for n in range(2):
+        for c in range(3):
+            torch.testing.assert_close(out[n, c], equalize_reference(x[n, c]), atol=1e-6, rtol=0)
+    assert torch.equal(out[1, 2], x[1, 2])

@@ -198,7 +198,8 @@ def test_visiondata_to_and_info():
     info = DATASETS["digits"]
     assert (info.num_classes, info.in_channels, info.image_size, info.num_train) == (10, 1, 8, 1437)
     expected_train = {"digits": 1437, "cifar10": 50000, "cifar100": 50000, "svhn": 73257,
-                      "stl10": 5000, "tinyimagenet": 100000}
+                      "stl10": 5000, "tinyimagenet": 100000, "stdlib-text": 3686,
+                      "openwebtext": 2236328, "convection": 1356}
     assert {k: v.num_train for k, v in DATASETS.items()} == expected_train
     assert all(v.description and "\n" not in v.description for v in DATASETS.values())
 

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split of grid cells")
     p.add_argument("--csv", default=None, help="also write the per-property table as CSV ('-': stdout)")
 
+    p = sub.add_parser("summary", help="Tables 5-7: mean ± std [min, max] of the final metrics per zoo")
+    p.add_argument("zoos", nargs="+", metavar="zoo", help="zoo names or YAML paths")
+    p.add_argument("--profile", "-p", default="mini", help="profile: paper, mini or smoke (default: mini)")
+    p.add_argument("--root", type=Path, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
+    p.add_argument("--csv", default=None, help="write CSV to this file ('-' for stdout)")
+
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
     p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist)")
@@ -96,6 +102,20 @@ def _epoch_arg(value: str) -> int | str:
     return epoch
 
 
+def _write_csv(df, csv: str | None) -> bool:
+    """Write ``df`` as CSV to stdout (``-``) or atomically to a file; False when ``csv`` is None."""
+    if csv is None:
+        return False
+    if csv == "-":
+        df.to_csv(sys.stdout, index=False)
+    else:
+        from phasezoo.store import atomic_write_bytes
+
+        atomic_write_bytes(Path(csv), df.to_csv(index=False).encode())
+        print(f"wrote {len(df)} rows to {csv}")
+    return True
+
+
 def _check_profile(spec, profile: str) -> None:
     spec.profile(profile)  # raises a one-line SpecError naming the valid profiles
 
@@ -112,6 +132,17 @@ def run(argv: list[str] | None = None) -> int:
             print(f"{name:24s} {spec.description}\n{'':24s} profiles: {sizes}")
         return 0
 
+    if args.command == "summary":
+        from phasezoo.report import summary_table
+
+        specs = [load_spec(z) for z in args.zoos]
+        for sp in specs:
+            _check_profile(sp, args.profile)
+        table = summary_table(specs, args.profile, args.root)
+        if not _write_csv(table, args.csv):
+            print(table.to_string(index=False))
+        return 0
+
     spec = load_spec(args.zoo)
     _check_profile(spec, args.profile)
 
@@ -120,8 +151,9 @@ def run(argv: list[str] | None = None) -> int:
             print(plan_json(spec, args.profile))
         else:
             for m in spec.members(args.profile):
-                print(f"{m.member}  width={m.width} batch_size={m.batch_size} seed={m.seed} "
-                      f"{m.optimizer} lr={m.lr} epochs={m.epochs}")
+                beta = f" beta={m.beta:g}" if m.beta is not None else ""
+                print(f"{m.member}  width={m.width} batch_size={m.batch_size} seed={m.seed}{beta} "
+                      f"{m.optimizer} lr={m.lr:g} epochs={m.epochs}")
         return 0
 
     from phasezoo import zoo as zoo_ops
@@ -142,14 +174,7 @@ def run(argv: list[str] | None = None) -> int:
 
     if args.command == "table":
         df = zoo_ops.zoo_table(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch))
-        if args.csv == "-":
-            df.to_csv(sys.stdout, index=False)
-        elif args.csv:
-            from phasezoo.store import atomic_write_bytes
-
-            atomic_write_bytes(Path(args.csv), df.to_csv(index=False).encode())
-            print(f"wrote {len(df)} rows to {args.csv}")
-        else:
+        if not _write_csv(df, args.csv):
             import pandas as pd
 
             with pd.option_context("display.max_rows", None, "display.width", 200,

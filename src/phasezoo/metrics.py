@@ -62,14 +62,29 @@ def resolve_epoch(spec: ZooSpec, profile: str, epoch: int | str) -> int:
     return int(epoch)
 
 
+#: what CKA compares, per task (stored beside each value)
+OUTPUT_NAMES = {"classification": "logits", "language_modelling": "next-token logits at the last position",
+                "pde_convection": "predicted solution u(x, t)"}
+
+
+def task_outputs(task, model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``task.outputs`` over ``x`` in batches, model in eval mode (mode restored)."""
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([task.outputs(model, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+
+
 # ----------------------------------------------------------------------------- worker tasks
 
 
 def _hessian_task(args: tuple) -> tuple[str, str, dict]:
     """Hessian top eigenvalue and trace of one member at one epoch (runs in a worker)."""
     from phasezoo.data import load_dataset
-    from phasezoo.landscape.hessian import top_eigenvalue, trace
-    from phasezoo.tasks import get_task
+    from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE, top_eigenvalue, trace
+    from phasezoo.tasks import task_for
     from phasezoo.zoo import load_member
 
     member_dir, epoch, settings, device, data_dir = args
@@ -79,8 +94,12 @@ def _hessian_task(args: tuple) -> tuple[str, str, dict]:
     bs, nb = settings["batch_size"], settings["num_batches"]
     x, y = fixed_subset(data.train_x, data.train_y, bs * nb)
     batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, len(x), bs)]
-    loss_fn = get_task(config["task"]).loss
-    kw = {"max_iter": settings["max_iter"], "tol": settings["tol"], "seed": settings["seed"]}
+    task = task_for(config)
+    loss_fn = task.batch_loss
+    # A loss that is not a per-sample mean (the PDE loss: a sum of per-kind means) must be
+    # evaluated on the batches as given, never regrouped.
+    kw = {"max_iter": settings["max_iter"], "tol": settings["tol"], "seed": settings["seed"],
+          "chunk_size": DEFAULT_CHUNK_SIZE if task.per_sample_mean else None}
     t0 = time.perf_counter()
     eig = top_eigenvalue(model, loss_fn, batches, **kw).to_dict()
     eig["time_s"] = time.perf_counter() - t0
@@ -93,9 +112,10 @@ def _hessian_task(args: tuple) -> tuple[str, str, dict]:
 def _pair_task(args: tuple) -> tuple[str, str, dict]:
     """CKA and mode connectivity of two seeds of one cell (runs in a worker)."""
     from phasezoo.data import load_dataset
-    from phasezoo.landscape.cka import model_outputs, output_cka
+    from phasezoo.landscape.cka import output_cka
     from phasezoo.landscape.curves import bezier_mode_connectivity
-    from phasezoo.tasks import get_task
+    from phasezoo.tasks import task_for
+    from phasezoo.train import eval_split
     from phasezoo.zoo import load_member
 
     dir_a, dir_b, pair, epoch, settings, device, data_dir = args
@@ -104,20 +124,20 @@ def _pair_task(args: tuple) -> tuple[str, str, dict]:
     model_a.to(device)
     model_b.to(device)
     data = load_dataset(config["dataset"], data_dir).to(device)
-    task = get_task(config["task"])
+    task = task_for(config)
 
     c = settings["cka"]
     x, _ = fixed_subset(data.train_x, data.train_y, c["batch_size"] * c["num_batches"])
     t0 = time.perf_counter()
-    cka = output_cka(model_outputs(model_a, x), model_outputs(model_b, x), method=c["method"],
+    cka = output_cka(task_outputs(task, model_a, x), task_outputs(task, model_b, x), method=c["method"],
                      batch_size=c["batch_size"], num_batches=c["num_batches"])
-    cka_rec = {"value": cka, **c, "num_samples": len(x), "outputs": "logits", "data": "train subset",
-               "time_s": time.perf_counter() - t0}
+    cka_rec = {"value": cka, **c, "num_samples": len(x), "outputs": OUTPUT_NAMES.get(task.name, "outputs"),
+               "data": "train subset", "time_s": time.perf_counter() - t0}
 
     m = settings["mode_connectivity"]
     t0 = time.perf_counter()
     mc = bezier_mode_connectivity(
-        model_a, model_b, data.train_x, data.train_y, loss_fn=task.loss, evaluate=task.evaluate,
+        model_a, model_b, *eval_split(data, "train"), loss_fn=task.batch_loss, evaluate=task.evaluate,
         epochs=m["epochs"], lr=m["lr"], momentum=m["momentum"], weight_decay=m["weight_decay"],
         batch_size=m["batch_size"], num_t=m["num_t"], seed=m["seed"], device=device,
     )

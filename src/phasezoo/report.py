@@ -29,13 +29,49 @@ def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str
     load, temp = spec.load_axis, spec.temperature_axis
     out = [f"{spec.name}/{profile}: phase map ({load} down, {temp} across)",
            phase_grid(cells, load, temp).fillna("-").to_string(), ""]
-    cols = [load, temp, "train_loss", "test_acc", "hessian_top_eig", "hessian_trace", "cka",
+    quality = quality_column(cells)
+    cols = [load, temp, "train_loss", quality, "hessian_top_eig", "hessian_trace", "cka",
             "mc_error", "mc_loss", "phase"]
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
         out += ["cell metrics (seed means)", cells[cols].to_string(index=False), ""]
         out += ["thresholds: " + ", ".join(f"{k}={v}" for k, v in thresholds.to_dict().items()), ""]
-        by_phase = cells.groupby("phase")["test_acc"].agg(["count", "mean", "min", "max"])
-        out += ["test accuracy by phase", by_phase.to_string(), ""]
+        by_phase = cells.groupby("phase")[quality].agg(["count", "mean", "min", "max"])
+        out += [f"{quality} by phase", by_phase.to_string(), ""]
         sens = threshold_sensitivity(cells, thresholds)
         out += ["sensitivity (each threshold alone scaled)", sens.to_string(index=False)]
     return "\n".join(out)
+
+
+def quality_column(df: pd.DataFrame) -> str:
+    """``test_acc`` where the task reports an accuracy, else ``test_error`` (PINNs)."""
+    return "test_acc" if "test_acc" in df and df["test_acc"].notna().any() else "test_error"
+
+
+#: the columns of the paper's Tables 5-7, per task
+SUMMARY_COLUMNS = {
+    "classification": ("train_loss", "test_loss", "train_acc", "test_acc", "gen_gap"),   # Table 5
+    "language_modelling": ("train_loss", "test_loss", "train_ppl", "test_ppl"),          # Table 6
+    "pde_convection": ("train_loss", "test_error"),                                      # Table 7
+}
+
+
+def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digits: int = 2) -> pd.DataFrame:
+    """The paper's Tables 5-7 for trained zoos: per zoo, ``mean ± std [min, max]`` of each final
+    metric over its done members (std with ddof 1, as pandas). One row per zoo; the columns are
+    the union of the zoos' tasks' columns (empty where a task has no such metric)."""
+    from phasezoo.zoo import zoo_table
+
+    rows = []
+    for spec in specs:
+        df = zoo_table(spec, profile, root)
+        done = df[df["status"] == "done"]
+        row = {"zoo": spec.name, "arch": spec.arch, "dataset": spec.dataset, "members": len(done)}
+        for col in SUMMARY_COLUMNS[spec.task]:
+            v = done[col].astype(float).dropna() if col in done else pd.Series(dtype=float)
+            small = v.abs().max() < 10 ** -digits if len(v) else False
+            fmt = f"{{:.{digits + 2}g}}" if small else f"{{:.{digits}f}}"
+            row[col] = (f"{fmt.format(v.mean())} ± {fmt.format(v.std() if len(v) > 1 else 0.0)} "
+                        f"[{fmt.format(v.min())}, {fmt.format(v.max())}]") if len(v) else ""
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+

@@ -13,15 +13,21 @@ Schema (all keys are checked; unknown keys are errors)::
     name: cifar10-resnet18          # defaults to the file name
     description: one line
     extends: _resnet-table2.yaml    # optional base file, merged key by key (this file wins)
-    task: classification
-    arch: resnet18
+    task: classification | language_modelling | pde_convection
+    arch: resnet18 | resnet50 | vit | gpt | pinn
     dataset: cifar10
-    axes: {load: width, temperature: batch_size}
+    model: {depth: 6, heads: 3}     # optional architecture settings; {width: 50} fixes the
+                                    # width when it is not a grid axis (PINNs)
+    axes: {load: width, temperature: batch_size}   # grid keys: width | model_dim (the width
+                                    # of a transformer) | beta (PDE coefficient) | batch_size | lr
     training:
-      optimizer: sgd | adamw
-      lr: 0.1
+      optimizer: sgd | adamw | lbfgs
+      lr: 0.1                       # the fixed rate when lr is not a grid axis
+      batch_size: 128 | full        # the fixed batch size when it is not a grid axis
       momentum: 0.9                 # sgd only
       weight_decay: 5.0e-4
+      lbfgs: {max_iter: 1000, history_size: 50, line_search: strong_wolfe}   # lbfgs only; one
+                                    # epoch is one optimizer.step() of up to max_iter iterations
       scheduler: {name: onecycle_cosine, pct_start: 0.3, div_factor: 25, final_div_factor: 1.0e4}
       epochs: 150
       init: kaiming_uniform
@@ -55,15 +61,20 @@ import yaml
 from phasezoo.errors import SpecError
 
 PROFILES = ("paper", "mini", "smoke")
-TASKS = ("classification",)
-OPTIMIZERS = ("sgd", "adamw")
+TASKS = ("classification", "language_modelling", "pde_convection")
+OPTIMIZERS = ("sgd", "adamw", "lbfgs")
 SCHEDULERS = ("onecycle_cosine", "constant")
 INITS = ("kaiming_uniform",)
 #: grid parameters a zoo may vary, with the short label used in member folder names
-GRID_LABELS = {"width": "w", "batch_size": "b", "seed": "s"}
+GRID_LABELS = {"width": "w", "model_dim": "d", "beta": "beta", "batch_size": "b", "lr": "lr", "seed": "s"}
+#: grid keys that take real numbers (the others are integers)
+REAL_GRID_KEYS = ("beta", "lr")
+#: L-BFGS settings where a spec gives none (torch.optim.LBFGS; Krishnapriyan et al.'s choices)
+LBFGS_DEFAULTS = {"max_iter": 1000, "history_size": 50, "line_search": "strong_wolfe",
+                  "tolerance_grad": 1.0e-7, "tolerance_change": 1.0e-9}
 
-_TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "axes", "training",
-             "metrics", "phases", "downstream", "profiles"}
+_TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "model", "axes",
+             "training", "metrics", "phases", "downstream", "profiles"}
 #: downstream-method settings used where a spec gives none (paper §4.2)
 DOWNSTREAM_DEFAULTS: dict[str, dict[str, Any]] = {
     # global magnitude pruning; short fine-tune with the mask re-applied after every step
@@ -86,8 +97,8 @@ METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
                           "batch_size": 128, "num_t": 5, "seed": 0},
 }
 _TRAINING_KEYS = {
-    "optimizer", "lr", "momentum", "weight_decay", "scheduler", "epochs", "init", "augmentation",
-    "checkpoints",
+    "optimizer", "lr", "batch_size", "momentum", "weight_decay", "lbfgs", "scheduler", "epochs",
+    "init", "augmentation", "checkpoints",
 }
 _SCHEDULER_DEFAULTS = {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1.0e4}
 
@@ -97,7 +108,7 @@ class TrainingSpec:
     """Settings shared by every member of a profile (paper Table 2 for the ResNet zoos)."""
 
     optimizer: str
-    lr: float
+    lr: float | None
     momentum: float
     weight_decay: float
     scheduler: Mapping[str, Any]
@@ -105,11 +116,24 @@ class TrainingSpec:
     init: str
     augmentation: Mapping[str, Any]
     checkpoint_epochs: tuple[int, ...]
+    batch_size: int | None = None
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: MemberSpec fields added after the first zoos were written, with the value older config.json
+#: files imply
+_MEMBER_FIELD_DEFAULTS = {"beta": None, "model": {}, "optimizer_options": {}}
 
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """The complete configuration of one training run: what ``config.json`` holds."""
+    """The complete configuration of one training run: what ``config.json`` holds.
+
+    ``width`` is the model's width whatever the zoo calls it (ResNet channels, transformer
+    ``model_dim``, PINN hidden units); ``beta`` is the PDE coefficient (None outside PDEs);
+    ``model`` holds further architecture settings (depth, heads, ...);
+    ``optimizer_options`` the L-BFGS settings (empty for SGD / AdamW).
+    """
 
     zoo: str
     profile: str
@@ -131,17 +155,27 @@ class MemberSpec:
     checkpoint_epochs: tuple[int, ...]
     load_axis: str
     temperature_axis: str
+    beta: float | None = None
+    model: Mapping[str, Any] = field(default_factory=dict)
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def axis_value(self, key: str) -> Any:
+        """The value of a grid key (``model_dim`` is the width of a transformer)."""
+        return self.width if key == "model_dim" else getattr(self, key)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["scheduler"] = dict(self.scheduler)
         d["augmentation"] = copy.deepcopy(dict(self.augmentation))
         d["checkpoint_epochs"] = list(self.checkpoint_epochs)
+        d["model"] = dict(self.model)
+        d["optimizer_options"] = dict(self.optimizer_options)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MemberSpec":
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {**copy.deepcopy(_MEMBER_FIELD_DEFAULTS), **d}
         missing = names - set(d)
         if missing:
             raise SpecError(f"member config lacks {', '.join(sorted(missing))}")
@@ -180,6 +214,7 @@ class ZooSpec:
     temperature_axis: str
     profiles: Mapping[str, ProfileSpec]
     source: str = field(default="", compare=False)
+    model: Mapping[str, Any] = field(default_factory=dict)
 
     def profile(self, name: str) -> ProfileSpec:
         if name not in self.profiles:
@@ -193,17 +228,20 @@ class ZooSpec:
         prof = self.profile(profile)
         t = prof.training
         out = []
+        model = {k: v for k, v in self.model.items() if k != "width"}
         for values in _product(prof.grid):
+            width = values.get("width", values.get("model_dim", self.model.get("width")))
             out.append(
                 MemberSpec(
                     zoo=self.name, profile=profile, member=member_name(values), task=self.task,
-                    arch=self.arch, dataset=self.dataset, width=values["width"],
-                    batch_size=values["batch_size"], seed=values["seed"],
-                    optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
+                    arch=self.arch, dataset=self.dataset, width=width,
+                    batch_size=values.get("batch_size", t.batch_size), seed=values["seed"],
+                    optimizer=t.optimizer, lr=values.get("lr", t.lr), momentum=t.momentum,
                     weight_decay=t.weight_decay, scheduler=t.scheduler, epochs=t.epochs,
                     init=t.init, augmentation=t.augmentation,
                     checkpoint_epochs=t.checkpoint_epochs, load_axis=self.load_axis,
-                    temperature_axis=self.temperature_axis,
+                    temperature_axis=self.temperature_axis, beta=values.get("beta"),
+                    model=dict(model), optimizer_options=dict(t.optimizer_options),
                 )
             )
         return out
@@ -226,7 +264,12 @@ def member_name(values: Mapping[str, Any]) -> str:
     parts = []
     for key, value in values.items():
         label = GRID_LABELS[key]
-        parts.append(f"{label}{value}" if key == "seed" else f"{label}{value:04d}")
+        if key == "seed":
+            parts.append(f"{label}{value}")
+        elif key in REAL_GRID_KEYS:
+            parts.append(f"{label}{value:g}")  # beta30, lr0.01
+        else:
+            parts.append(f"{label}{value:04d}")
     return "_".join(parts)
 
 
@@ -307,7 +350,8 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
     # Imported here: the registries live with their implementations, and importing them at module
     # level would make `phasezoo.spec` pull in torch for a plain `phasezoo zoos`.
     from phasezoo.data import DATASETS
-    from phasezoo.models import ARCHS
+    from phasezoo.models import ARCH_DATA_KIND, ARCHS
+    from phasezoo.tasks import TASK_DATA_KIND
 
     where = path.name
     _no_unknown(raw, _TOP_KEYS, where)
@@ -315,11 +359,24 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
     task = _choice(raw.get("task", "classification"), TASKS, f"{where}: task")
     arch = _choice(_require(raw, "arch", str, where), tuple(ARCHS), f"{where}: arch")
     dataset = _choice(_require(raw, "dataset", str, where), tuple(DATASETS), f"{where}: dataset")
+    kind = DATASETS[dataset].kind
+    if TASK_DATA_KIND[task] != kind or ARCH_DATA_KIND[arch] != kind:
+        raise SpecError(f"{where}: task {task}, arch {arch} and dataset {dataset} do not fit together "
+                        f"(they take {TASK_DATA_KIND[task]}, {ARCH_DATA_KIND[arch]} and {kind} data)")
+    model = raw.get("model") or {}
+    if not isinstance(model, Mapping) or not all(isinstance(k, str) for k in model):
+        raise SpecError(f"{where}: model must be a mapping of architecture settings")
     axes = raw.get("axes", {"load": "width", "temperature": "batch_size"})
     if not isinstance(axes, Mapping) or set(axes) != {"load", "temperature"}:
         raise SpecError(f"{where}: axes must be a mapping with keys 'load' and 'temperature'")
     for a in axes.values():
         _choice(a, tuple(k for k in GRID_LABELS if k != "seed"), f"{where}: axes")
+    if axes["load"] == axes["temperature"]:
+        raise SpecError(f"{where}: axes load and temperature must differ")
+    if "width" not in axes.values() and "model_dim" not in axes.values() and "width" not in model:
+        raise SpecError(f"{where}: the width is neither a grid axis nor given as model.width")
+    if (task == "pde_convection") != ("beta" in axes.values()):
+        raise SpecError(f"{where}: beta is the load axis of a pde_convection zoo, and of no other")
     training = raw.get("training") or {}
     profiles_raw = _require(raw, "profiles", dict, where)
     if not profiles_raw:
@@ -331,9 +388,12 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
         if not isinstance(praw, Mapping):
             raise SpecError(f"{pwhere}: must be a mapping with 'grid' and optional 'training'")
         _no_unknown(praw, {"grid", "training", "description", "metrics", "phases", "downstream"}, pwhere)
-        t = _training(_deep_merge(training, praw.get("training") or {}), pwhere)
+        t = _training(_deep_merge(training, praw.get("training") or {}), pwhere, num_train)
         grid = _grid(_require(praw, "grid", dict, pwhere), axes, pwhere)
-        too_big = [b for b in grid["batch_size"] if b > num_train]
+        for key, fixed in (("lr", t.lr), ("batch_size", t.batch_size)):
+            if key not in grid and fixed is None:
+                raise SpecError(f"{pwhere}: training.{key} is needed ({key} is not a grid axis)")
+        too_big = [b for b in grid.get("batch_size", (t.batch_size,)) if b > num_train]
         if too_big:
             raise SpecError(
                 f"{pwhere}: batch size {too_big[0]} is larger than the {num_train} training "
@@ -349,16 +409,32 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
     return ZooSpec(
         name=name, description=str(raw.get("description", "")), task=task, arch=arch,
         dataset=dataset, load_axis=axes["load"], temperature_axis=axes["temperature"],
-        profiles=profiles, source=str(path),
+        profiles=profiles, source=str(path), model=dict(model),
     )
 
 
-def _training(t: Mapping, where: str) -> TrainingSpec:
+def _training(t: Mapping, where: str, num_train: int) -> TrainingSpec:
     from phasezoo.data import BatchAugment
 
     _no_unknown(t, _TRAINING_KEYS, f"{where}: training")
     optimizer = _choice(t.get("optimizer"), OPTIMIZERS, f"{where}: training.optimizer")
-    lr = _number(t.get("lr"), f"{where}: training.lr", positive=True)
+    lr = None if t.get("lr") is None else _number(t.get("lr"), f"{where}: training.lr", positive=True)
+    batch_size = t.get("batch_size")
+    if batch_size == "full":  # full batch (the PINNs): the whole training set in one step
+        batch_size = num_train
+    elif batch_size is not None:
+        batch_size = _int_at_least(batch_size, 1, f"{where}: training.batch_size")
+    options: dict[str, Any] = {}
+    if optimizer == "lbfgs":
+        options = {**LBFGS_DEFAULTS, **(t.get("lbfgs") or {})}
+        _no_unknown(options, set(LBFGS_DEFAULTS), f"{where}: training.lbfgs")
+        for k in ("max_iter", "history_size"):
+            _int_at_least(options[k], 1, f"{where}: training.lbfgs.{k}")
+        for k in ("tolerance_grad", "tolerance_change"):
+            _number(options[k], f"{where}: training.lbfgs.{k}", positive=True)
+        _choice(options["line_search"], ("strong_wolfe", "none"), f"{where}: training.lbfgs.line_search")
+    elif t.get("lbfgs") is not None:
+        raise SpecError(f"{where}: training.lbfgs applies to the lbfgs optimizer only")
     momentum = _number(t.get("momentum", 0.0), f"{where}: training.momentum")
     if not 0.0 <= momentum < 1.0:
         raise SpecError(f"{where}: training.momentum must lie in [0, 1), got {momentum}")
@@ -384,6 +460,8 @@ def _training(t: Mapping, where: str) -> TrainingSpec:
     else:
         _no_unknown(sched, {"name"}, f"{where}: training.scheduler")
         sched = {"name": sname}
+    if optimizer == "lbfgs" and sname != "constant":
+        raise SpecError(f"{where}: training.scheduler must be constant with lbfgs (its line search sets the step)")
     init = _choice(t.get("init", "kaiming_uniform"), INITS, f"{where}: training.init")
     aug = t.get("augmentation") or {}
     try:
@@ -394,6 +472,7 @@ def _training(t: Mapping, where: str) -> TrainingSpec:
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=wd, scheduler=sched,
         epochs=epochs, init=init, augmentation=aug,
         checkpoint_epochs=_checkpoint_epochs(t.get("checkpoints", {"every": 1}), epochs, where),
+        batch_size=batch_size, optimizer_options=options,
     )
 
 
@@ -493,10 +572,17 @@ def _grid(g: Mapping, axes: Mapping[str, str], where: str) -> dict[str, tuple]:
         if not isinstance(vals, list) or not vals:
             raise SpecError(f"{where}: grid.{key} must be a non-empty list")
         for v in vals:
+            if key in REAL_GRID_KEYS:
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                if not ok:
+                    raise SpecError(f"{where}: grid.{key} contains {v!r}; values must be positive numbers")
+                continue
             ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if key == "seed" else v > 0)
             if not ok:
                 kind = "non-negative" if key == "seed" else "positive"
                 raise SpecError(f"{where}: grid.{key} contains {v!r}; values must be {kind} integers")
+        if key in REAL_GRID_KEYS:
+            vals = [float(v) for v in vals]
         if len(set(vals)) != len(vals):
             raise SpecError(f"{where}: grid.{key} has repeated values")
         out[key] = tuple(vals)

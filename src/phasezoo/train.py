@@ -6,6 +6,10 @@ Per member (a :class:`~phasezoo.spec.MemberSpec`):
   augmented training set followed by an evaluation of the full train set (eval mode, no
   augmentation, as the paper reports train loss) and of the test set;
 * the learning rate follows the spec's schedule, stepped once per batch;
+* with L-BFGS (the PINNs) an epoch is one ``optimizer.step(closure)`` of up to
+  ``max_iter`` iterations on each (full) batch, with a strong-Wolfe line search;
+* the loss and scores come from the member's task (:mod:`phasezoo.tasks`); datasets with a
+  ``max_eval`` (OpenWebText) are evaluated on a fixed subset of that many samples per split;
 * a non-finite training loss ends the member with status ``diverged``; the zoo carries on;
 * after every epoch the results line, the checkpoint (if the epoch is a checkpoint epoch) and
   the resume state are written atomically, in that order, so a rerun continues from the last
@@ -29,10 +33,10 @@ import torch
 from torch import nn
 
 from phasezoo.data import BatchAugment, iterate_batches, load_dataset
-from phasezoo.models import build_model
+from phasezoo.models import model_from_config
 from phasezoo.spec import MemberSpec
 from phasezoo.store import MemberStore
-from phasezoo.tasks import get_task
+from phasezoo.tasks import row_scores, task_for
 
 #: evaluation batch size; BatchNorm is in eval mode, so it changes speed, never values
 EVAL_BATCH_SIZE = 1024
@@ -70,13 +74,8 @@ def member_seeds(seed: int) -> tuple[int, int]:
 
 def build_member_model(member: MemberSpec) -> nn.Module:
     """The member's architecture, freshly initialised from its seed (no weights loaded)."""
-    from phasezoo.data import DATASETS
-
-    info = DATASETS[member.dataset]
     torch.manual_seed(member_seeds(member.seed)[0])
-    return build_model(
-        member.arch, width=member.width, in_channels=info.in_channels, num_classes=info.num_classes
-    )
+    return model_from_config(member.to_dict())
 
 
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
@@ -91,6 +90,13 @@ def make_optimizer(model: nn.Module, member: MemberSpec) -> torch.optim.Optimize
         return torch.optim.SGD(
             model.parameters(), lr=member.lr, momentum=member.momentum,
             weight_decay=member.weight_decay,
+        )
+    if member.optimizer == "lbfgs":
+        o = member.optimizer_options
+        return torch.optim.LBFGS(
+            model.parameters(), lr=member.lr, max_iter=o["max_iter"], history_size=o["history_size"],
+            tolerance_grad=o["tolerance_grad"], tolerance_change=o["tolerance_change"],
+            line_search_fn=None if o["line_search"] == "none" else o["line_search"],
         )
     return torch.optim.AdamW(model.parameters(), lr=member.lr, weight_decay=member.weight_decay)
 
@@ -129,9 +135,11 @@ def train_member(
         return MemberResult(member.member, status["status"], 0, rows[-1]["epoch"] if rows else 0, 0.0,
                             rows[-1] if rows else {})
     device = torch.device(device) if not isinstance(device, torch.device) else device
-    task = get_task(member.task)
+    task = task_for(member.to_dict())
     data = load_dataset(member.dataset, data_dir).to(device)
-    augment = BatchAugment.from_spec(member.augmentation)
+    # colour augmentations work on pixels: they undo and redo the standardisation
+    augment = BatchAugment.from_spec(member.augmentation, mean=getattr(data, "mean", None),
+                                     std=getattr(data, "std", None))
 
     model = build_member_model(member).to(device)
     optimizer = make_optimizer(model, member)
@@ -162,10 +170,20 @@ def train_member(
         for xb, yb in iterate_batches(data.train_x, data.train_y, member.batch_size, generator=generator):
             if len(yb) < 2:  # see steps_per_epoch
                 continue
-            loss = task.loss(model(augment(xb, generator)), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            xb = augment(xb, generator)
+            if isinstance(optimizer, torch.optim.LBFGS):
+                def closure(xb=xb, yb=yb):
+                    optimizer.zero_grad(set_to_none=True)
+                    closure_loss = task.batch_loss(model, xb, yb)
+                    closure_loss.backward()
+                    return closure_loss
+
+                loss = optimizer.step(closure)  # the loss at the start of the step
+            else:
+                loss = task.batch_loss(model, xb, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
             last_lr = _lr(optimizer)  # the rate this step used, recorded before the schedule moves
             if scheduler is not None:
                 scheduler.step()
@@ -187,7 +205,7 @@ def train_member(
         _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.3g}", acc=f"{row['test_acc']:.3f}")
+            bar.set_postfix(loss=f"{row['train_loss']:.3g}", test_err=f"{row['test_error']:.3f}")
         if epoch == member.epochs:
             store.write_status("done", epoch=epoch, train_time_s=elapsed)
             store.clear_resume()
@@ -204,11 +222,23 @@ def train_member(
                         time.perf_counter() - t_start, rows[-1])
 
 
+def eval_split(data, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The samples a split is evaluated on: all of them, or for data with a ``max_eval``
+    (OpenWebText) the first ``max_eval`` of a fixed permutation (the same in every epoch)."""
+    x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+    limit = getattr(data, "max_eval", None)
+    if limit is None or limit >= len(x):
+        return x, y
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+    return x[idx], y[idx]
+
+
 def _evaluate(task, model: nn.Module, data) -> dict[str, float]:
-    train = task.evaluate(model, data.train_x, data.train_y, batch_size=EVAL_BATCH_SIZE)
-    test = task.evaluate(model, data.test_x, data.test_y, batch_size=EVAL_BATCH_SIZE)
-    return {"train_loss": train["loss"], "train_acc": train["accuracy"],
-            "test_loss": test["loss"], "test_acc": test["accuracy"]}
+    row: dict[str, float] = {}
+    for split in ("train", "test"):
+        x, y = eval_split(data, split)
+        row.update(row_scores(task, task.evaluate(model, x, y, batch_size=EVAL_BATCH_SIZE), split))
+    return row
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
@@ -245,6 +275,12 @@ def _training_state(model, optimizer, scheduler, generator) -> tuple[dict, dict]
         for key, value in state.items():
             if torch.is_tensor(value):
                 tensors[f"optim.{idx}.{key}"] = value
+            elif isinstance(value, (list, tuple)) and any(torch.is_tensor(v) for v in value):
+                # L-BFGS keeps its curvature history as lists of tensors (some entries None)
+                for i, v in enumerate(value):
+                    if v is not None:
+                        tensors[f"optim.{idx}.{key}#{i}"] = v
+                scalars[f"{idx}.{key}"] = {"tensor_list": len(value)}
             else:
                 scalars[f"{idx}.{key}"] = value
     tensors["rng.data"] = generator.get_state()
@@ -270,6 +306,8 @@ def _restore(resume, model, optimizer, scheduler, generator, device) -> tuple[in
             state.setdefault(int(idx), {})[key] = v.to(device)
     for k, v in meta["optimizer_scalars"].items():
         idx, key = k.split(".", 1)
+        if isinstance(v, dict) and "tensor_list" in v:
+            v = [state[int(idx)].pop(f"{key}#{i}", None) for i in range(v["tensor_list"])]
         state.setdefault(int(idx), {})[key] = v
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
     if scheduler is not None:

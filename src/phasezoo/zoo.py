@@ -101,7 +101,9 @@ def zoo_status(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAU
 
 
 #: the columns of a member's config that ``zoo_table`` shows (the rest stays in config.json)
-TABLE_CONFIG_COLUMNS = ("member", "arch", "dataset", "width", "batch_size", "seed")
+TABLE_CONFIG_COLUMNS = ("member", "arch", "dataset", "width", "batch_size", "lr", "seed")
+#: result columns every table has (NaN where a task does not report them: PINNs have no accuracy)
+TABLE_RESULT_COLUMNS = ("train_loss", "train_acc", "train_error", "test_loss", "test_acc", "test_error")
 
 
 def zoo_table(
@@ -110,7 +112,9 @@ def zoo_table(
     """One row per planned member: its grid coordinates, status and results at ``epoch``
     (``"last"``: each member's last recorded epoch). Missing values are NaN.
 
-    ``gen_gap`` is train accuracy minus test accuracy at that epoch. The loss-landscape
+    ``gen_gap`` is test error minus train error at that epoch (for classification: train
+    accuracy minus test accuracy; for PINNs: the gap of relative L2 errors). The grid axes of
+    the zoo (e.g. ``model_dim``, ``beta``) are columns too. The loss-landscape
     columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``, ``mc_loss``,
     ``phase``) are filled where ``phasezoo metrics`` has computed them
     (:func:`phasezoo.metrics.attach_metrics`).
@@ -121,6 +125,7 @@ def zoo_table(
     for m in spec.members(profile):
         ms = store.member(m.member)
         row: dict[str, Any] = {k: getattr(m, k) for k in TABLE_CONFIG_COLUMNS}
+        row.update({k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)})
         row["status"] = ms.state()
         results = ms.read_results()
         chosen = results[-1] if (results and epoch == "last") else next(
@@ -129,11 +134,13 @@ def zoo_table(
             row.update({k: v for k, v in chosen.items()})
         rows.append(row)
     df = pd.DataFrame(rows)
-    for col in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc"):
+    for col in ("epoch", *TABLE_RESULT_COLUMNS):
         if col not in df:
             df[col] = float("nan")
-    df = df.astype({c: float for c in ("train_loss", "train_acc", "test_loss", "test_acc")})
-    df["gen_gap"] = df["train_acc"] - df["test_acc"]
+    df = df.astype({c: float for c in TABLE_RESULT_COLUMNS})
+    for split in ("train", "test"):  # results written before errors were recorded
+        df[f"{split}_error"] = df[f"{split}_error"].fillna(1.0 - df[f"{split}_acc"])
+    df["gen_gap"] = df["test_error"] - df["train_error"]
     df["epoch"] = df["epoch"].astype("Int64")
     from phasezoo.downstream.runner import downstream_columns
     from phasezoo.metrics import attach_metrics
@@ -145,16 +152,13 @@ def zoo_table(
 def load_member(member_dir: str | Path, epoch: int | str = "last"):
     """Rebuild a stored member: returns ``(model, config)`` with the weights of ``epoch``
     (an int or ``"last"``, the latest checkpoint) loaded and the model in eval mode."""
-    from phasezoo.data import DATASETS
-    from phasezoo.models import build_model
+    from phasezoo.models import model_from_config
 
     ms = MemberStore(Path(member_dir))
     config = ms.read_config()
     if config is None:
         raise CorruptFileError(f"no config.json in {member_dir}; is this a zoo member folder?")
-    info = DATASETS[config["dataset"]]
-    model = build_model(config["arch"], width=config["width"], in_channels=info.in_channels,
-                        num_classes=info.num_classes)
+    model = model_from_config(config)
     _, state = ms.load_checkpoint(epoch)
     try:
         model.load_state_dict(state)

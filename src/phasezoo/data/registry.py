@@ -23,7 +23,13 @@ class DatasetInfo:
     """What is known about a dataset without loading it (used to validate zoo specs).
 
     ``num_train``/``num_test`` are the sizes of the official splits as this package uses them
-    (digits: its fixed 80/20 split; tinyimagenet: train / labelled val).
+    (digits: its fixed 80/20 split; tinyimagenet: train / labelled val), in samples: images,
+    blocks of ``block_size`` tokens (text), or points (PDE).
+
+    ``kind`` says which task family the data serves: ``vision`` (images, ``num_classes``
+    labels), ``text`` (next-token prediction: ``num_classes`` is the vocabulary size,
+    ``block_size`` the context length) or ``pde`` (``in_channels`` input coordinates, one
+    output).
     """
 
     name: str
@@ -33,6 +39,8 @@ class DatasetInfo:
     num_train: int
     num_test: int
     description: str
+    kind: str = "vision"
+    block_size: int = 0
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -50,6 +58,20 @@ DATASETS: dict[str, DatasetInfo] = {
                     "STL-10 labelled images, 96x96 colour (torchvision, no unlabeled split)"),
         DatasetInfo("tinyimagenet", 200, 3, 64, 100000, 10000,
                     "Tiny ImageNet, 64x64 colour, 200 classes (test = labelled val split)"),
+        DatasetInfo("convection", 1, 2, 0, 256 + 100 + 1000, 256 * 100,
+                    "1D convection points: initial, boundary and 1000 collocation points for "
+                    "training, the 256 x 100 grid for testing (generated, no files)", kind="pde"),
+        # 256 KiB of byte tokens: train = the first 235929 bytes -> (235929 - 1) // 64 = 3686
+        # blocks, test = the other 26215 bytes -> 409 blocks (phasezoo.data.text).
+        DatasetInfo("stdlib-text", 256, 0, 0, 3686, 409,
+                    "docstrings of the installed Python standard library as byte tokens, 256 KiB "
+                    "(embedded, no files)", kind="text", block_size=64),
+        # train: the paper's 2.29B tokens // 1024; test: nanoGPT's val.bin has 4,434,897 tokens
+        # (test_size=0.0005 of ~8M documents) -> (4434897 - 1) // 1024 = 4330 blocks.
+        DatasetInfo("openwebtext", 50304, 0, 0, 2_290_000_000 // 1024, 4330,
+                    "OpenWebText as GPT-2 BPE tokens prepared like nanoGPT's, first 2.29B train "
+                    "tokens (prepare with python -m phasezoo.data.text)",
+                    kind="text", block_size=1024),
     )
 }
 
@@ -81,10 +103,22 @@ def clear_cache() -> None:
 def _load_uncached(name: str, root: Path, download: bool) -> VisionData:
     # Loader modules are imported here, not at the top: torchvision and scikit-learn take
     # seconds to import, and code that only needs DATASETS (spec validation) should not pay it.
+    if name == "stdlib-text":
+        from .text import load_stdlib_text
+
+        return load_stdlib_text()
+    if name == "openwebtext":  # no download: preparing it is an explicit step (Hugging Face hub)
+        from .text import load_openwebtext
+
+        return load_openwebtext(root / name)
     if name == "digits":
         from .digits import load_digits
 
         return load_digits()
+    if name == "convection":
+        from .convection import load_convection
+
+        return load_convection()
     if name == "tinyimagenet":
         from .tinyimagenet import load_tinyimagenet
 

@@ -64,3 +64,29 @@ def ensemble_accuracy(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Ten
     mean = sum(accs) / len(accs)
     return {"ensemble_acc": ens, "member_accs": accs, "mean_member_acc": mean, "gain": ens - mean,
             "num_members": len(models)}
+
+
+class OutputAverage(nn.Module):
+    """The ensemble as one model: ``forward(x)`` is the mean of the members' outputs (logits,
+    next-token logits, or predicted PDE solutions), so any task's ``evaluate`` scores it."""
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def ensemble_scores(models: Sequence[nn.Module], task, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """``ensemble_acc`` etc. as :func:`ensemble_accuracy`, for any task, where a model's score
+    is ``1 − error`` (accuracy; next-token accuracy; 1 − relative L2 error of a PINN) and the
+    ensemble is :class:`OutputAverage`."""
+    accs = [1.0 - task.evaluate(m, x, y)["error"] for m in models]
+    ens = 1.0 - task.evaluate(OutputAverage(models), x, y)["error"]
+    mean = sum(accs) / len(accs)
+    return {"ensemble_acc": ens, "member_accs": accs, "mean_member_acc": mean, "gain": ens - mean,
+            "num_members": len(models), "score": "1 - error"}
+

@@ -128,7 +128,7 @@ def prune_and_finetune(
                     continue
                 if augment is not None:
                     xb = augment(xb, generator)
-                loss = task.loss(pruned(xb), yb)
+                loss = task.batch_loss(pruned, xb, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

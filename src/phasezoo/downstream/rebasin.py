@@ -1,4 +1,4 @@
-"""Permutation alignment of two ResNets by weight matching (git re-basin).
+"""Permutation alignment of two ResNets or transformers by weight matching (git re-basin).
 
 Weight matching (Ainsworth, Hayase & Srinivasa, 2022, "Git Re-Basin: Merging Models modulo
 Permutation Symmetries", arXiv:2209.04836, §3.2) looks for permutations ``P = {P_g}`` of the hidden
@@ -52,6 +52,26 @@ Only trainable parameters (conv/linear weights, BN weight and bias) enter the si
 BN running statistics are permuted consistently but are not matched (they are statistics of the
 data, not weights). After interpolating two aligned models the BN statistics are stale: callers
 must recompute them (a cumulative average over a full pass of the training data, DESIGN.md §3).
+
+Transformers (:mod:`phasezoo.models.vit`, :mod:`phasezoo.models.gpt`)
+-----------------------------------------------------------------------
+A model that defines a ``permutation_groups()`` method supplies its own groups, and everything
+here (random permutations, :func:`permute`, :func:`weight_matching`, :func:`align`) works from
+them unchanged: an axis may be any dimension of any state-dict tensor (e.g. dim 2 of the ViT
+position embedding ``pos``, shape (1, n, d)). The ViT and GPT define two kinds of group:
+
+* ``stream`` — the residual stream, ONE permutation of the ``d`` model features for the whole
+  network (pre-LN blocks add into it everywhere; LayerNorm commutes with it since its mean and
+  variance are permutation invariant): the patch/token and position embeddings' feature axis,
+  the ViT class token, every LayerNorm weight and bias, the input columns of ``q``/``k``/``v``/
+  ``fc1`` and of the ViT head ``linear``, the output rows and biases of ``proj`` and ``fc2``.
+  The GPT head is tied to ``wte`` (one tensor, one key), so ``wte`` dim 1 covers both uses.
+* ``blocks.{i}.mlp`` — block ``i``'s MLP hidden units (``fc1`` rows and bias, ``fc2`` columns).
+
+Attention heads are not permuted: their symmetries (permuting heads, and features within a head,
+jointly for ``q``/``k`` and for ``v``/``proj`` columns) are block-structured permutations of the
+``d`` axis, and a group here permutes a whole axis without constraint. No transformer has
+BatchNorm, so an interpolated transformer needs no statistics recomputed.
 """
 
 from __future__ import annotations
@@ -92,8 +112,11 @@ def permutation_groups(model: nn.Module) -> dict[str, list[Axis]]:
 
     Every axis listed in a group is indexed by that group's permutation (see the module docstring
     for the mapping). Residual streams are named ``stream{k}``, inner channels
-    ``layer{s}.{b}.inner{k}``; the dict is ordered by position in the network.
+    ``layer{s}.{b}.inner{k}``; the dict is ordered by position in the network. A model with its
+    own ``permutation_groups()`` method (the transformers) returns that method's groups.
     """
+    if hasattr(model, "permutation_groups"):
+        return model.permutation_groups()
     for name in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "linear"):
         if not hasattr(model, name):
             raise TypeError(f"{type(model).__name__} has no {name!r}: not a phasezoo ResNet")

@@ -7,7 +7,14 @@ Per member (done members, weights of the final epoch):
 * Wise-FT — the uniform average of the member's last ``k`` checkpoints, BatchNorm recomputed;
   its test accuracy minus the final model's (:mod:`.average`);
 * fine-tuning — the target task's test accuracy after a linear probe on frozen features and
-  after full fine-tuning (:mod:`.finetune`).
+  after full fine-tuning (:mod:`.finetune`; image classification zoos only, as transfer to
+  another image task has no counterpart for the language and PDE zoos).
+
+Scores are ``1 − error`` of the member's task (:mod:`phasezoo.tasks`): accuracy for
+classification, next-token accuracy for language models, ``1 −`` relative L2 error for PINNs;
+they are stored under ``acc`` keys for every domain. Ensembles average the members' outputs.
+Re-basin alignment is exact for every architecture (ResNet, ViT and GPT residual streams and
+MLP units, PINN hidden units; attention heads are left in place).
 
 Per grid cell (its done seeds):
 
@@ -37,10 +44,12 @@ from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import ZooStore, atomic_write_json, jsonable, read_json
 
-def _evaluate_acc(model, x, y) -> float:
-    from phasezoo.tasks import ClassificationTask
 
-    return ClassificationTask().evaluate(model, x, y)["accuracy"]
+def _score(task, model, x, y) -> float:
+    """A model's score on ``(x, y)``: ``1 − error``, i.e. accuracy for classification,
+    next-token accuracy for language models and ``1 −`` relative L2 error for PINNs. The stored
+    keys say ``acc`` for every domain."""
+    return 1.0 - task.evaluate(model, x, y)["error"]
 
 
 def _member_task(args: tuple) -> tuple[str, str, dict]:
@@ -50,33 +59,42 @@ def _member_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.downstream.prune import magnitude_prune, prune_and_finetune
     from phasezoo.zoo import load_member
 
+    from phasezoo.tasks import task_for
+    from phasezoo.train import eval_split
+
     member_dir, epoch, settings, device, data_dir = args
     model, config = load_member(member_dir, epoch)
     model.to(device)
+    task = task_for(config)
     data = load_dataset(config["dataset"], data_dir).to(device)
-    base = _evaluate_acc(model, data.test_x, data.test_y)
+    test_x, test_y = eval_split(data, "test")
+    base = _score(task, model, test_x, test_y)
     p = settings["prune"]
     prune = {"settings": p, "base_acc": base, "acc": {}, "finetuned_acc": {}}
     for s in p["sparsities"]:
         pruned, _ = magnitude_prune(model, s)
-        prune["acc"][str(s)] = _evaluate_acc(pruned, data.test_x, data.test_y)
-        tuned = prune_and_finetune(model, s, data.train_x, data.train_y, epochs=p["finetune_epochs"],
-                                   lr=p["lr"], batch_size=p["batch_size"], seed=config["seed"])
-        prune["finetuned_acc"][str(s)] = _evaluate_acc(tuned, data.test_x, data.test_y)
+        prune["acc"][str(s)] = _score(task, pruned, test_x, test_y)
+        tuned = prune_and_finetune(model, s, *eval_split(data, "train"), epochs=p["finetune_epochs"],
+                                   lr=p["lr"], batch_size=p["batch_size"], seed=config["seed"], task=task)
+        prune["finetuned_acc"][str(s)] = _score(task, tuned, test_x, test_y)
     w = settings["wise_ft"]
     averaged = wise_ft_average(member_dir, w["k"], data.train_x).to(device)
-    wacc = _evaluate_acc(averaged, data.test_x, data.test_y)
+    wacc = _score(task, averaged, test_x, test_y)
     wise = {"settings": w, "acc": wacc, "final_acc": base, "gain": wacc - base}
-    f = settings["finetune"]
-    from phasezoo.data import DATASETS
+    out = {"prune": prune, "wise_ft": wise}
+    if task.name == "classification":
+        f = settings["finetune"]
+        from phasezoo.data import DATASETS
 
-    # target images are resized to the source dataset's size (STL-10 96 -> 32 for CIFAR, 64 for
-    # TinyImageNet), as the paper's transfer experiments do
-    size = DATASETS[config["dataset"]].image_size
-    ft = {mode: finetune(model, f["target"], mode=mode, epochs=f["epochs"], batch_size=f["batch_size"],
-                         seed=config["seed"], data_dir=data_dir, image_size=size)
-          for mode in ("linear", "full")}
-    return "member", str(member_dir), {"prune": prune, "wise_ft": wise, "finetune": jsonable(ft)}
+        # target images are resized to the source dataset's size (STL-10 96 -> 32 for CIFAR, 64
+        # for TinyImageNet), as the paper's transfer experiments do
+        size = DATASETS[config["dataset"]].image_size
+        out["finetune"] = jsonable({
+            mode: finetune(model, f["target"], mode=mode, epochs=f["epochs"], batch_size=f["batch_size"],
+                           seed=config["seed"], data_dir=data_dir, image_size=size)
+            for mode in ("linear", "full")})
+    # transfer to another image task has no counterpart for the language and PDE zoos
+    return "member", str(member_dir), out
 
 
 def _cell_task(args: tuple) -> tuple[str, str, dict]:
@@ -87,19 +105,28 @@ def _cell_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.landscape.curves import recompute_bn_statistics
     from phasezoo.zoo import load_member
 
+    from phasezoo.downstream.ensemble import ensemble_scores
+    from phasezoo.tasks import task_for
+    from phasezoo.train import eval_split
+
     cell, dirs, epoch, device, data_dir = args
     loaded = [load_member(d, epoch) for d in dirs]
     models = [m.to(device) for m, _ in loaded]
+    task = task_for(loaded[0][1])
     data = load_dataset(loaded[0][1]["dataset"], data_dir).to(device)
-    ens = ensemble_accuracy(models, data.test_x, data.test_y)
+    test_x, test_y = eval_split(data, "test")
+    if task.name == "classification":
+        ens = ensemble_accuracy(models, test_x, test_y)
+    else:
+        ens = ensemble_scores(models, task, test_x, test_y)
     accs = ens["member_accs"]
     pairs = {}
     for (i, a), (j, b) in itertools.combinations(enumerate(models), 2):
         aligned = rebasin_average(a, b, data.train_x).to(device)
         naive = interpolate(a, b, 0.5).to(device)
         recompute_bn_statistics(naive, data.train_x)
-        acc_aligned = _evaluate_acc(aligned, data.test_x, data.test_y)
-        acc_naive = _evaluate_acc(naive, data.test_x, data.test_y)
+        acc_aligned = _score(task, aligned, test_x, test_y)
+        acc_naive = _score(task, naive, test_x, test_y)
         seeds = f"{loaded[i][1]['seed']}-{loaded[j][1]['seed']}"
         pairs[seeds] = {"acc": acc_aligned, "gain": averaging_gain(acc_aligned, [accs[i], accs[j]]),
                         "naive_acc": acc_naive,
@@ -190,8 +217,9 @@ def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str 
             for s, v in rec["prune"]["finetuned_acc"].items():
                 row[f"prune_ft_acc_{s}"] = v
             row["wise_ft_gain"] = rec["wise_ft"]["gain"]
-            row["finetune_linear_acc"] = rec["finetune"]["linear"]["target_test_acc"]
-            row["finetune_full_acc"] = rec["finetune"]["full"]["target_test_acc"]
+            if "finetune" in rec:  # vision zoos only
+                row["finetune_linear_acc"] = rec["finetune"]["linear"]["target_test_acc"]
+                row["finetune_full_acc"] = rec["finetune"]["full"]["target_test_acc"]
         if cell:
             row["ensemble_acc"] = cell["ensemble"]["ensemble_acc"]
             row["ensemble_gain"] = cell["ensemble"]["gain"]

@@ -65,9 +65,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+
 from torch.func import functional_call
 
 from phasezoo.data import iterate_batches
+from phasezoo.tasks import as_batch_loss
 
 #: learning-rate schedules understood by :func:`curve_lr`
 SCHEDULES = ("garipov", "cosine", "constant")
@@ -297,6 +299,7 @@ def train_curve(
     s_data, s_t = _seeds(seed)
     g_data = torch.Generator().manual_seed(s_data)
     g_t = torch.Generator().manual_seed(s_t)
+    batch_loss = as_batch_loss(loss_fn)
     opt = torch.optim.SGD(list(curve.theta_c.values()), lr=lr, momentum=momentum,
                           weight_decay=weight_decay)
     curve.module.train()
@@ -309,7 +312,7 @@ def train_curve(
             t = float(torch.rand((), generator=g_t))
             for group in opt.param_groups:
                 group["lr"] = curve_lr(step, total, lr, schedule)
-            loss = loss_fn(curve(xb, t), yb)
+            loss = batch_loss(lambda inp, t=t: curve(inp, t), xb, yb)
             if not torch.isfinite(loss):
                 diverged = step
                 break

@@ -8,7 +8,9 @@ Hessian-vector products (HVPs) only.
 
 The loss
     ``batches`` is a list of ``(inputs, targets)`` pairs and ``loss_fn(outputs, targets)`` the
-    mean loss of one batch. The loss is the mean over ALL given samples,
+    mean loss of one batch (or a task's ``batch_loss(forward, x, y)``, which the PDE task needs
+    because its residual differentiates the outputs with respect to the inputs; see
+    :func:`phasezoo.tasks.as_batch_loss`). The loss is the mean over ALL given samples,
 
         L(θ) = Σ_b (n_b / N) · L_b(θ),    N = Σ_b n_b,
 
@@ -118,6 +120,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from phasezoo.tasks import as_batch_loss
+
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_HVP",
@@ -217,6 +221,7 @@ class HessianOperator:
             raise ValueError("batches is empty: need at least one (inputs, targets) pair")
         self.model = model
         self.loss_fn = loss_fn
+        self.batch_loss = as_batch_loss(loss_fn)
         self.hvp = hvp
         self.names = tuple(n for n, _ in named)
         self.params = tuple(p for _, p in named)
@@ -280,7 +285,7 @@ class HessianOperator:
     def _chunk_gradient(self, b: int) -> tuple[torch.Tensor | None, ...]:
         """(n_b/N) ∂L_b/∂θ with its graph kept for a second differentiation (None if unused)."""
         x, y = self.chunks[b]
-        loss = self.loss_fn(self.model(x), y) * self.weights[b]
+        loss = self.batch_loss(self.model, x, y) * self.weights[b]
         return torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
 
     def _double_backward(self, v: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
@@ -316,10 +321,11 @@ class HessianOperator:
             # Frozen parameters and buffers (BatchNorm running statistics) enter as constants.
             constants = {n: p.detach() for n, p in self.model.named_parameters() if n not in trainable}
             constants.update(dict(self.model.named_buffers()))
-            model, loss_fn = self.model, self.loss_fn
+            model, batch_loss = self.model, self.batch_loss
 
             def weighted_loss(theta: dict, x: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
-                return loss_fn(functional_call(model, (theta, constants), (x,)), y) * w
+                forward = lambda inp: functional_call(model, (theta, constants), (inp,))  # noqa: E731
+                return batch_loss(forward, x, y) * w
 
             grad_loss = grad(weighted_loss)
 

@@ -7,7 +7,7 @@ PROFILE ?= mini
 ROOT   ?= data/zoos
 WORKERS ?= 2
 DEVICE ?= auto
-ZOOS   ?= digits-resnet18
+ZOOS   ?= digits-resnet18 digits-vit text-gpt convection-pinn
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -41,6 +41,7 @@ book: setup
 	  $(BIN)/phasezoo phases $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	  $(BIN)/phasezoo probe $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	done
+	$(BIN)/phasezoo summary $(ZOOS) --profile $(PROFILE) --root $(ROOT)
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

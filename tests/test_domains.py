@@ -179,3 +179,63 @@ def test_summary_table_gives_mean_std_min_max(tmp_path):
     mean, rest = row["test_error"].split(" ± ")
     lo, hi = rest.split("[")[1].rstrip("]").split(", ")
     assert float(lo) <= float(mean) <= float(hi)
+
+
+_CHEAP = """\
+metrics:
+  hessian: {num_batches: 1, batch_size: 32, max_iter: 5, tol: 1.0e-2}
+  cka: {batch_size: 64, num_batches: 2}
+  mode_connectivity: {epochs: 1, lr: 0.001, batch_size: 128}
+downstream:
+  prune: {sparsities: [0.5], finetune_epochs: 1, batch_size: 128}
+  wise_ft: {k: 2}
+  finetune: {epochs: 1}
+"""
+TINY_DOMAIN_SPECS = {
+    "vit": """\
+name: tiny-vit
+arch: vit
+dataset: digits
+model: {depth: 1, heads: 3, patch_size: 2}
+axes: {load: model_dim, temperature: batch_size}
+training: {optimizer: adamw, lr: 0.003, epochs: 2, checkpoints: {every: 1}}
+profiles: {smoke: {grid: {model_dim: [6], batch_size: [256], seed: [0, 1]}}}
+""",
+    "gpt": """\
+name: tiny-gpt
+task: language_modelling
+arch: gpt
+dataset: stdlib-text
+model: {depth: 1, heads: 2}
+axes: {load: model_dim, temperature: batch_size}
+training: {optimizer: adamw, lr: 0.003, epochs: 2, checkpoints: {every: 1}}
+phases: {mc_metric: mc_loss}
+profiles: {smoke: {grid: {model_dim: [8], batch_size: [512], seed: [1, 2]}}}
+""",
+    "pinn": PINN_SPEC.replace("grid: {beta: [1, 30], lr: [1.0], seed: [0]}",
+                              "grid: {beta: [1], lr: [1.0], seed: [0, 1]}").replace("epochs: 3", "epochs: 2"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", sorted(TINY_DOMAIN_SPECS))
+def test_metrics_and_downstream_run_for_every_domain(tmp_path, arch):
+    """Each domain goes through training, the landscape metrics and the downstream methods via
+    its task: every metric and downstream column is filled and finite."""
+    from phasezoo.downstream.runner import run_downstream
+    from phasezoo.metrics import compute_metrics
+    from phasezoo.zoo import train_zoo, zoo_table
+
+    spec = load_spec(write_spec(tmp_path, TINY_DOMAIN_SPECS[arch] + _CHEAP, f"tiny-{arch}.yaml"))
+    root = tmp_path / "zoos"
+    train_zoo(spec, "smoke", root, device="cpu")
+    compute_metrics(spec, "smoke", root, device="cpu")
+    run_downstream(spec, "smoke", root, device="cpu")
+    df = zoo_table(spec, "smoke", root)
+    cols = ["hessian_top_eig", "hessian_trace", "cka", "mc_error", "mc_loss", "prune_acc_0.5",
+            "prune_ft_acc_0.5", "wise_ft_gain", "ensemble_acc", "rebasin_gain", "naive_avg_gain"]
+    assert (df["status"] == "done").all()
+    values = df[cols].astype(float)
+    assert values.notna().all().all() and torch.isfinite(torch.tensor(values.to_numpy())).all()
+    assert ((df["cka"] >= -1e-6) & (df["cka"] <= 1 + 1e-6)).all()
+    assert ("finetune_full_acc" in df) == (arch == "vit")  # transfer: image zoos only

@@ -277,7 +277,11 @@ class HessianOperator:
         v = list(v)
         if len(v) != len(self.params):
             raise ValueError(f"expected {len(self.params)} tensors, got {len(v)}")
-        with torch.enable_grad():
+        # Second derivatives: the fused attention kernels (flash, memory-efficient) have no
+        # double backward, so products run on scaled_dot_product_attention's math backend.
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
             if self.hvp == "forward_over_reverse":
                 return self._forward_over_reverse(v, batched)
             return self._double_backward(v, batched)

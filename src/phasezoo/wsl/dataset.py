@@ -29,8 +29,9 @@ from phasezoo.store import ZooStore
 from phasezoo.wsl.features import _is_parameter
 
 #: properties attached to each item (NaN where not computed)
-PROPERTIES = ("width", "batch_size", "seed", "epoch", "train_loss", "train_acc", "test_loss",
-              "test_acc", "gen_gap", "hessian_top_eig", "hessian_trace", "cka", "mc_error",
+PROPERTIES = ("width", "model_dim", "beta", "batch_size", "lr", "seed", "epoch", "train_loss",
+              "train_acc", "train_error", "train_ppl", "test_loss", "test_acc", "test_error",
+              "test_ppl", "gen_gap", "hessian_top_eig", "hessian_trace", "cka", "mc_error",
               "mc_loss", "phase", "status")
 
 

@@ -375,7 +375,14 @@ def zoo_probe(spec, profile: str, root, *, epoch: int | str = "last", seed: int 
         raise PhaseZooError(f"no finished members of {spec.name}/{profile} under {root}")
     zdir = ZooStore(Path(root), spec.name, profile).dir
     features = zoo_features([zdir / m for m in table["member"]], epoch=epoch)
-    props = probe_properties(features, table, seed=seed, test_size=test_size).reset_index()
+    # the task's quality (test accuracy; a PINN's test error) and the zoo's mc metric (mc_loss
+    # for the language models, as the paper)
+    from phasezoo.report import quality_column
+
+    mc = spec.profile(profile).phases.mc_metric
+    properties = tuple(quality_column(table) if p == "test_acc" else mc if p == "mc_error" else p
+                       for p in DEFAULT_PROPERTIES)
+    props = probe_properties(features, table, properties, seed=seed, test_size=test_size).reset_index()
     labelled = table.dropna(subset=["phase"])
     phase: dict[str, Any] = {"note": "no phase labels (run `phasezoo metrics` first)"}
     if labelled["phase"].nunique() >= 2:

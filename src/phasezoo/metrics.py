@@ -139,7 +139,8 @@ def _pair_task(args: tuple) -> tuple[str, str, dict]:
     mc = bezier_mode_connectivity(
         model_a, model_b, *eval_split(data, "train"), loss_fn=task.batch_loss, evaluate=task.evaluate,
         epochs=m["epochs"], lr=m["lr"], momentum=m["momentum"], weight_decay=m["weight_decay"],
-        batch_size=m["batch_size"], num_t=m["num_t"], seed=m["seed"], device=device,
+        batch_size=m["batch_size"], num_t=m["num_t"], seed=m["seed"], optimizer=m["optimizer"],
+        device=device,
     )
     mc["time_s"] = time.perf_counter() - t0
     mc["data"] = "train set"

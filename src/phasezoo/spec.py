@@ -36,8 +36,8 @@ Schema (all keys are checked; unknown keys are errors)::
     metrics:                        # loss-landscape metric settings (defaults: METRIC_DEFAULTS)
       hessian: {num_batches: 10, batch_size: 64, max_iter: 100, tol: 1.0e-3, seed: 0}
       cka: {method: per_batch, batch_size: 128, num_batches: 10}
-      mode_connectivity: {epochs: 10, lr: 0.1, momentum: 0.9, weight_decay: 0.0,
-                          batch_size: 128, num_t: 5, seed: 0}
+      mode_connectivity: {optimizer: sgd, epochs: 10, lr: 0.1, momentum: 0.9, weight_decay: 0.0,
+                          batch_size: 128, num_t: 5, seed: 0}   # optimizer: sgd | adam
     phases: {train_loss: 0.1, hessian_trace: 100, mc: 0.02, cka: 0.9, mc_metric: mc_error}
     profiles:
       paper: {grid: {width: [...], batch_size: [...], seed: [0, 1, 2]}}
@@ -93,8 +93,8 @@ METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
     "cka": {"method": "per_batch", "batch_size": 128, "num_batches": 10},
     # quadratic Bezier curve trained with SGD (PTMZ: 10 epochs, lr 0.1, here on a schedule that
     # does not compound), evaluated at 5 values of t
-    "mode_connectivity": {"epochs": 10, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0,
-                          "batch_size": 128, "num_t": 5, "seed": 0},
+    "mode_connectivity": {"optimizer": "sgd", "epochs": 10, "lr": 0.1, "momentum": 0.9,
+                          "weight_decay": 0.0, "batch_size": 128, "num_t": 5, "seed": 0},
 }
 _TRAINING_KEYS = {
     "optimizer", "lr", "batch_size", "momentum", "weight_decay", "lbfgs", "scheduler", "epochs",
@@ -503,6 +503,8 @@ def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
     def check(key: str, value: Any, name: str) -> Any:
         if key == "method":
             return _choice(value, ("per_batch", "pooled"), name)
+        if key == "optimizer":
+            return _choice(value, ("sgd", "adam"), name)
         if key in ("seed", "epochs"):
             return _int_at_least(value, 0, name)
         if key in ("num_batches", "batch_size", "max_iter", "num_t"):

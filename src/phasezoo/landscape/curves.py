@@ -279,8 +279,10 @@ def train_curve(
     batch_size: int = 128,
     seed: int = 0,
     schedule: str = "garipov",
+    optimizer: str = "sgd",
 ) -> dict[str, Any]:
-    """Train ``curve.theta_c`` on ``E_t loss(θ(t))``: one ``t ~ U(0,1)`` per SGD step.
+    """Train ``curve.theta_c`` on ``E_t loss(θ(t))``: one ``t ~ U(0,1)`` per SGD step
+    (``optimizer="adam"``: Adam steps, ``momentum`` unused).
 
     ``epochs`` passes over ``(x, y)`` in shuffled batches; the data order and the ``t`` draws
     come from two ``torch.Generator`` streams derived from ``seed``. The learning rate of step
@@ -300,8 +302,13 @@ def train_curve(
     g_data = torch.Generator().manual_seed(s_data)
     g_t = torch.Generator().manual_seed(s_t)
     batch_loss = as_batch_loss(loss_fn)
-    opt = torch.optim.SGD(list(curve.theta_c.values()), lr=lr, momentum=momentum,
-                          weight_decay=weight_decay)
+    if optimizer == "adam":  # for ill-conditioned losses (PINNs), where SGD must crawl
+        opt = torch.optim.Adam(list(curve.theta_c.values()), lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(list(curve.theta_c.values()), lr=lr, momentum=momentum,
+                              weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     curve.module.train()
     step, diverged, final_lr = 0, None, None
     for _ in range(epochs):
@@ -346,6 +353,7 @@ def bezier_mode_connectivity(
     num_t: int = 5,
     seed: int = 0,
     schedule: str = "garipov",
+    optimizer: str = "sgd",
     bn_batch_size: int | None = None,
     device: torch.device | str | None = None,
     return_curve: bool = False,
@@ -383,7 +391,7 @@ def bezier_mode_connectivity(
 
     fit = train_curve(curve, x, y, loss_fn=loss_fn, epochs=epochs, lr=lr, momentum=momentum,
                       weight_decay=weight_decay, batch_size=batch_size, seed=seed,
-                      schedule=schedule)
+                      schedule=schedule, optimizer=optimizer)
 
     ts = [float(t) for t in np.linspace(0.0, 1.0, num_t)]
     losses, errors = [], []
@@ -409,6 +417,7 @@ def bezier_mode_connectivity(
             "curve": "quadratic Bezier, endpoints fixed, middle initialised at (a+b)/2",
             "epochs": epochs,
             "lr": lr,
+            "optimizer": optimizer,
             "momentum": momentum,
             "weight_decay": weight_decay,
             "batch_size": batch_size,

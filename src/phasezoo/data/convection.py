@@ -20,12 +20,13 @@ through the task.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .vision import TensorSplits
 
 NUM_X, NUM_T = 256, 100
 #: residual (collocation) points; Krishnapriyan et al. sample theirs from the same grid
@@ -35,7 +36,7 @@ INITIAL, BOUNDARY, RESIDUAL, EVAL = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
-class PDEData:
+class PDEData(TensorSplits):
     """Train points (initial, boundary, residual) and test points (the dense grid)."""
 
     name: str
@@ -46,18 +47,6 @@ class PDEData:
     in_channels: int = 2
     num_classes: int = 1
     max_eval: int | None = None
-
-    @property
-    def num_train(self) -> int:
-        return int(self.train_x.shape[0])
-
-    @property
-    def num_test(self) -> int:
-        return int(self.test_x.shape[0])
-
-    def to(self, device: torch.device | str) -> "PDEData":
-        return dataclasses.replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
-                                   test_x=self.test_x.to(device), test_y=self.test_y.to(device))
 
 
 def grid(num_x: int = NUM_X, num_t: int = NUM_T) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import hashlib
 import json
 import os
@@ -52,22 +51,25 @@ import torch
 
 from phasezoo.errors import CorruptFileError, PhaseZooError
 
-from .vision import not_found, one_line
+from .vision import TensorSplits, not_found, one_line
 
 # --------------------------------------------------------------------------- the in-memory form
 
 
 @dataclass(frozen=True)
-class TextData:
+class TextData(TensorSplits):
     """Both splits of one next-token-prediction dataset, as (N, block_size) integer tensors.
 
     ``train_x[i]`` is the ``i``-th block of ``block_size`` tokens of the train stream and
     ``train_y[i]`` the same block shifted one token on (so ``train_y[i, -1] == train_x[i+1, 0]``);
     likewise for ``test_*``. ``vocab_size`` bounds every token id. ``source`` is metadata about
     where the tokens came from (sizes, checksums, versions: JSON-able). ``max_eval`` is how many
-    blocks of each split the per-epoch evaluation uses (a fixed leading subset; ``None`` = all).
+    blocks of each split the per-epoch evaluation uses (a fixed random subset,
+    :func:`phasezoo.train.eval_split`; ``None`` = all).
 
     Loaded instances are shared through an in-process cache: treat the tensors as read-only.
+    Moving memory-mapped data (``openwebtext``: about 9 GB for x and y) off the CPU with ``to``
+    copies the whole stream into device memory.
     """
 
     name: str
@@ -81,32 +83,9 @@ class TextData:
     max_eval: int | None = None
 
     @property
-    def num_train(self) -> int:
-        return int(self.train_x.shape[0])
-
-    @property
-    def num_test(self) -> int:
-        return int(self.test_x.shape[0])
-
-    @property
     def num_classes(self) -> int:
         """The number of possible targets of one prediction: the vocabulary size."""
         return self.vocab_size
-
-    def to(self, device: torch.device | str) -> TextData:
-        """A copy whose four tensors live on ``device`` (the metadata is unchanged).
-
-        Moving to the CPU is free for CPU data (the same tensors are kept). Moving memory-mapped
-        data (``openwebtext``: about 9 GB for x and y) elsewhere *copies the whole stream* into
-        device memory; for such data keep it on the CPU and move each indexed batch instead.
-        """
-        return dataclasses.replace(
-            self,
-            train_x=self.train_x.to(device),
-            train_y=self.train_y.to(device),
-            test_x=self.test_x.to(device),
-            test_y=self.test_y.to(device),
-        )
 
 
 def _blocks(tokens: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:

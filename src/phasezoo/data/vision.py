@@ -23,8 +23,32 @@ from phasezoo.errors import CorruptFileError, DatasetNotFoundError
 ROOT_HINT = "choose the data root with --data-dir or the PHASEZOO_DATA environment variable"
 
 
+class TensorSplits:
+    """What every dataset dataclass (:class:`VisionData`, ``TextData``, ``PDEData``) shares:
+    ``train_x/train_y/test_x/test_y`` tensors, their sizes, and a copy on another device."""
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_x.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        return int(self.test_x.shape[0])
+
+    def to(self, device: torch.device | str):
+        """A copy whose four tensors live on ``device`` (the metadata is unchanged; tensors
+        already there are kept, not copied)."""
+        return dataclasses.replace(
+            self,
+            train_x=self.train_x.to(device),
+            train_y=self.train_y.to(device),
+            test_x=self.test_x.to(device),
+            test_y=self.test_y.to(device),
+        )
+
+
 @dataclass(frozen=True)
-class VisionData:
+class VisionData(TensorSplits):
     """Both splits of one image-classification dataset, normalised, as whole tensors.
 
     ``train_x``/``test_x`` are float32 (N, C, H, W) with H == W == ``image_size``; pixel values
@@ -47,24 +71,6 @@ class VisionData:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-
-    @property
-    def num_train(self) -> int:
-        return int(self.train_x.shape[0])
-
-    @property
-    def num_test(self) -> int:
-        return int(self.test_x.shape[0])
-
-    def to(self, device: torch.device | str) -> VisionData:
-        """A copy whose four tensors live on ``device`` (the metadata is unchanged)."""
-        return dataclasses.replace(
-            self,
-            train_x=self.train_x.to(device),
-            train_y=self.train_y.to(device),
-            test_x=self.test_x.to(device),
-            test_y=self.test_y.to(device),
-        )
 
     def unnormalise(self, x: torch.Tensor) -> torch.Tensor:
         """Inverse of the standardisation: ``x * std[c] + mean[c]``, back to [0, 1] pixels."""

@@ -47,6 +47,7 @@ from torch import nn
 from phasezoo.models.vit import (
     Axis,
     Block,
+    check_sizes,
     init_transformer,
     ln_axes,
     transformer_groups,
@@ -59,15 +60,8 @@ class GPT(nn.Module):
     def __init__(self, *, width: int, vocab_size: int, block_size: int, depth: int, heads: int,
                  mlp_ratio: float):
         super().__init__()
-        for name, value in (("width", width), ("vocab_size", vocab_size), ("block_size", block_size),
-                            ("depth", depth), ("heads", heads)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if width % heads:
-            raise ValueError(f"heads ({heads}) must divide width ({width})")
-        hidden = round(mlp_ratio * width)
-        if hidden < 1:
-            raise ValueError(f"mlp_ratio ({mlp_ratio}) gives no MLP hidden units at width {width}")
+        hidden = check_sizes(width, heads, mlp_ratio, vocab_size=vocab_size, block_size=block_size,
+                             depth=depth)
         self.width = width
         self.vocab_size = vocab_size
         self.block_size = block_size

@@ -98,6 +98,20 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def check_sizes(width: int, heads: int, mlp_ratio: float, **sizes: int) -> int:
+    """Check a transformer's sizes (each a positive integer, ``heads`` dividing ``width``);
+    returns the MLP hidden width ``round(mlp_ratio * width)``. Raises a one-line ValueError."""
+    for name, value in (("width", width), ("heads", heads), *sizes.items()):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if width % heads:
+        raise ValueError(f"heads ({heads}) must divide width ({width})")
+    hidden = round(mlp_ratio * width)
+    if hidden < 1:
+        raise ValueError(f"mlp_ratio ({mlp_ratio}) gives no MLP hidden units at width {width}")
+    return hidden
+
+
 def init_transformer(model: nn.Module) -> None:
     """Kaiming-uniform (fan-in, ReLU gain √2) Linear/Conv weights, zero biases, LayerNorm to identity.
 
@@ -158,18 +172,10 @@ class ViT(nn.Module):
     def __init__(self, *, width: int, in_channels: int, num_classes: int, image_size: int,
                  depth: int, heads: int, patch_size: int, mlp_ratio: float):
         super().__init__()
-        for name, value in (("width", width), ("in_channels", in_channels), ("num_classes", num_classes),
-                            ("image_size", image_size), ("depth", depth), ("heads", heads),
-                            ("patch_size", patch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        hidden = check_sizes(width, heads, mlp_ratio, in_channels=in_channels, num_classes=num_classes,
+                             image_size=image_size, depth=depth, patch_size=patch_size)
         if image_size % patch_size:
             raise ValueError(f"image_size ({image_size}) must be divisible by patch_size ({patch_size})")
-        if width % heads:
-            raise ValueError(f"heads ({heads}) must divide width ({width})")
-        hidden = round(mlp_ratio * width)
-        if hidden < 1:
-            raise ValueError(f"mlp_ratio ({mlp_ratio}) gives no MLP hidden units at width {width}")
         self.width = width
         self.image_size = image_size
         self.patch_size = patch_size

@@ -109,7 +109,7 @@ def test_stdlib_text_dataset():
     assert isinstance(data, TextData) and info.kind == "text"
     assert (data.num_train, data.num_test) == (info.num_train, info.num_test) == (3686, 409)
     assert data.vocab_size == data.num_classes == info.num_classes == 256
-    assert data.block_size == info.block_size == 64 and data.max_eval is None
+    assert data.block_size == info.block_size == 64 and data.max_eval == 1024
     splits = ((data.train_x, data.train_y, data.num_train),
               (data.test_x, data.test_y, data.num_test))
     for x, y, n in splits:

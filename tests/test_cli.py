@@ -174,3 +174,38 @@ def test_kill_9_then_rerun_completes_every_member_exactly_once(tiny_spec, tmp_pa
             store.load_checkpoint(epoch)
         assert torch.isfinite(store.load_checkpoint("last")[1]["linear.weight"]).all()
     assert not list(root.rglob("*.tmp"))  # no stray temporary files
+
+
+def test_pool_workers_end_when_the_main_process_is_killed(tmp_path):
+    """After a SIGKILL of `phasezoo train --workers 2`, its worker processes exit too instead of
+    training the tasks already queued to them."""
+    import time
+
+    spec = write_spec(tmp_path, TINY_SPEC.replace("epochs: 3", "epochs: 50").replace(
+        "name: tiny-digits", "name: orphans"), name="orphans.yaml")
+    cmd = _phasezoo_cmd() + ["train", str(spec), "-p", "smoke", "--root", str(tmp_path / "zoos"),
+                             "--device", "cpu", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children() -> set[int]:
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+        return {int(p) for p in out.split()}
+
+    def alive(pid: int) -> bool:
+        try:
+            return open(f"/proc/{pid}/stat").read().split()[2] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+
+    target = tmp_path / "zoos" / "orphans" / "smoke" / "w0001_b0256_s0" / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (target.exists() and len(children()) >= 2):
+        time.sleep(0.05)
+    workers = children()
+    assert len(workers) >= 2, "the pool did not start"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(alive(p) for p in workers)

@@ -27,8 +27,32 @@ class InProcessExecutor:
             yield fn(task)
 
 
+#: how often a pool worker checks that the process that started it is still alive (seconds)
+ORPHAN_CHECK_S = 0.5
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    _exit_when_orphaned(os.getppid())
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Watch the parent from a daemon thread and end this worker when it is gone.
+
+    When the main process is killed (Ctrl-C twice, SIGKILL, a closed terminal) the pool's
+    workers would otherwise finish the tasks already queued to them, writing into a zoo that the
+    user may be deleting or retraining. A worker killed mid-epoch loses only that epoch: every
+    write is atomic and the next run resumes.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="phasezoo-orphan-watch", daemon=True).start()
 
 
 class LocalPoolExecutor:

@@ -66,12 +66,13 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
         df = zoo_table(spec, profile, root)
         done = df[df["status"] == "done"]
         row = {"zoo": spec.name, "arch": spec.arch, "dataset": spec.dataset, "members": len(done)}
+        def num(x: float) -> str:  # 2 decimals; values that would print as 0.00 keep 2 digits
+            return f"{x:.{digits}f}" if x == 0 or abs(x) >= 10 ** -digits else f"{x:.{digits}g}"
+
         for col in SUMMARY_COLUMNS[spec.task]:
             v = done[col].astype(float).dropna() if col in done else pd.Series(dtype=float)
-            small = v.abs().max() < 10 ** -digits if len(v) else False
-            fmt = f"{{:.{digits + 2}g}}" if small else f"{{:.{digits}f}}"
-            row[col] = (f"{fmt.format(v.mean())} ± {fmt.format(v.std() if len(v) > 1 else 0.0)} "
-                        f"[{fmt.format(v.min())}, {fmt.format(v.max())}]") if len(v) else ""
+            sd = v.std() if len(v) > 1 else 0.0
+            row[col] = f"{num(v.mean())} ± {num(sd)} [{num(v.min())}, {num(v.max())}]" if len(v) else ""
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 

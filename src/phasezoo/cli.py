@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
     p.add_argument("--csv", default=None, help="write CSV to this file ('-' for stdout)")
 
+    p = sub.add_parser("notebook", help="run one of the book's notebooks with other parameters (papermill)")
+    p.add_argument("name", help="notebook name in notebooks/ (e.g. 02_phases) or a path to a .py notebook")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override a value of the notebook's parameters cell (repeatable)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="executed notebook (default: notebooks/_runs/<name>.ipynb)")
+
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
     p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist)")
@@ -130,6 +137,15 @@ def run(argv: list[str] | None = None) -> int:
             spec = load_spec(name)
             sizes = ", ".join(f"{p} ({prof.size})" for p, prof in spec.profiles.items())
             print(f"{name:24s} {spec.description}\n{'':24s} profiles: {sizes}")
+        return 0
+
+    if args.command == "notebook":
+        from phasezoo.notebooks import find_notebook, parse_parameters, run_notebook
+
+        source = find_notebook(args.name)
+        out = args.out or Path("notebooks/_runs") / f"{source.stem}.ipynb"
+        run_notebook(source, out, parse_parameters(args.parameter))
+        print(f"wrote {out}")
         return 0
 
     if args.command == "summary":

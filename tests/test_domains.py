@@ -179,6 +179,12 @@ def test_summary_table_gives_mean_std_min_max(tmp_path):
     mean, rest = row["test_error"].split(" ± ")
     lo, hi = rest.split("[")[1].rstrip("]").split(", ")
     assert float(lo) <= float(mean) <= float(hi)
+    from phasezoo.zoo import zoo_history
+
+    hist = zoo_history(spec, "smoke", tmp_path / "zoos")
+    assert len(hist) == 2 * 4  # two members, epochs 0..3
+    assert {"beta", "lr", "seed", "epoch", "train_loss", "test_error"} <= set(hist.columns)
+    assert sorted(hist["beta"].unique()) == [1.0, 30.0]
 
 
 _CHEAP = """\

@@ -149,6 +149,22 @@ def zoo_table(
     return downstream_columns(df, spec, profile, root) if epoch in ("last", spec.profile(profile).training.epochs) else df
 
 
+def zoo_history(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
+    """Every recorded epoch of every member: one row per (member, epoch) with the member's grid
+    coordinates (the zoo's axis names, e.g. ``model_dim``, ``beta``), ``seed``, ``status`` and the
+    results line (``train_loss``, ``test_acc`` / ``test_error`` / ``test_ppl``, ``lr``, ...).
+    The learning curves of the book are drawn from it."""
+    spec = _as_spec(zoo)
+    store = ZooStore(root, spec.name, profile)
+    rows = []
+    for m in spec.members(profile):
+        ms = store.member(m.member)
+        base = {"member": m.member, "seed": m.seed, "status": ms.state(),
+                **{k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)}}
+        rows += [{**base, **r} for r in ms.read_results()]
+    return pd.DataFrame(rows)
+
+
 def load_member(member_dir: str | Path, epoch: int | str = "last"):
     """Rebuild a stored member: returns ``(model, config)`` with the weights of ``epoch``
     (an int or ``"last"``, the latest checkpoint) loaded and the model in eval mode."""

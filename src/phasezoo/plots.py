@@ -1,0 +1,286 @@
+"""Phase-diagram figures of a zoo, in the style of the paper's Figure 3 and Figures 6-17.
+
+Each figure is a grid of heatmap panels over the zoo's load × temperature plane, one panel per
+metric (train loss, test accuracy or error, generalisation gap, Hessian top eigenvalue and
+trace, CKA, mode connectivity, downstream gains). **Temperature runs along the x axis and load
+up the y axis**, smallest value at the bottom-left, as in the paper: both axes are categorical
+(one evenly sized cell per grid value, tick labels show the values themselves, e.g. batch sizes
+8, 32, 128), so a geometric grid is not squashed into one corner.
+
+On top of every panel the **phase boundaries** are drawn: a black segment along each cell edge
+where the phase labels (:mod:`phasezoo.landscape.phases`) of the two neighbouring cells
+differ. This lets each metric be read against the phase map, which is how the paper argues
+that e.g. the Hessian trace or ensembling gain changes character across phases. An optional
+first panel shows the phase labels themselves as a categorical map with the label in each cell.
+
+matplotlib is imported lazily inside the functions, so importing :mod:`phasezoo` does not
+need it; nothing here calls ``plt.show`` (safe with the Agg backend).
+
+Coordinates: cell ``(i, j)`` is row ``i`` (the ``i``-th smallest load) and column ``j`` (the
+``j``-th smallest temperature) and covers ``[j-0.5, j+0.5] × [i-0.5, i+0.5]`` in data
+coordinates, matching ``imshow(..., origin="lower")``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from phasezoo.landscape.phases import PHASES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from phasezoo.spec import ZooSpec
+
+Segment = tuple[tuple[float, float], tuple[float, float]]
+
+#: downstream columns shown by default, where computed
+DOWNSTREAM_COLUMNS = ("ensemble_gain", "rebasin_gain", "prune_acc_0.9", "wise_ft_gain")
+#: columns drawn with a logarithmic colour scale when all their values are positive
+LOG_COLUMNS = ("hessian_top_eig", "hessian_trace")
+#: columns whose sign matters (barrier vs no barrier, gain vs loss): diverging map centred at 0
+SIGNED_COLUMNS = ("gen_gap", "mc_error", "mc_loss", "wise_ft_gain", "ensemble_gain",
+                  "rebasin_gain", "naive_avg_gain")
+#: one colour per phase, in the order of :data:`PHASES`
+PHASE_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8fd18f", "#2ca02c")
+#: grids up to this many rows and columns get their cell values written in the cells
+ANNOTATE_MAX = 8
+BOUNDARY_LABEL = "phase_boundaries"
+PANEL_PREFIX = "panel:"
+
+
+def _axis_values(cells: pd.DataFrame, column: str) -> list[Any]:
+    return sorted(pd.unique(cells[column].dropna()))
+
+
+def metric_grid(cells: pd.DataFrame, load: str, temp: str, column: str) -> pd.DataFrame:
+    """The mean of ``column`` per (load, temperature) cell as a grid.
+
+    Rows are the load values ascending (row 0 = smallest load, drawn at the bottom of a panel),
+    columns the temperature values ascending. Rows of ``cells`` that share a cell (e.g. one
+    row per seed) are averaged, NaN values dropping out; a cell with no value is NaN. Every
+    load and temperature value present in ``cells`` gets a row/column, so grids of different
+    columns of the same table align.
+    """
+    values = pd.to_numeric(cells[column], errors="coerce")
+    df = pd.DataFrame({load: cells[load], temp: cells[temp], column: values})
+    grid = df.groupby([load, temp])[column].mean().unstack(temp)
+    return grid.reindex(index=_axis_values(cells, load), columns=_axis_values(cells, temp))
+
+
+def label_grid(cells: pd.DataFrame, load: str, temp: str, column: str = "phase") -> pd.DataFrame:
+    """Like :func:`metric_grid` for a categorical column (the phase): the first non-missing
+    label of each cell, None where a cell has none."""
+    df = cells[[load, temp, column]]
+    grid = df.groupby([load, temp])[column].first().unstack(temp)
+    grid = grid.reindex(index=_axis_values(cells, load), columns=_axis_values(cells, temp))
+    return grid.astype(object).where(grid.notna(), None)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+
+
+def phase_boundaries(labels: pd.DataFrame) -> list[Segment]:
+    """The cell edges between horizontally or vertically adjacent cells of different label.
+
+    ``labels`` is a grid (e.g. :func:`label_grid` or
+    :func:`phasezoo.landscape.phases.phase_grid`); cell ``(i, j)`` spans
+    ``[j-0.5, j+0.5] × [i-0.5, i+0.5]`` as ``(x, y)``. A pair where either label is missing
+    gives no segment. Returns ``((x0, y0), (x1, y1))`` segments: first the vertical edges
+    between columns ``j`` and ``j+1``, then the horizontal edges between rows ``i`` and ``i+1``.
+    """
+    a = labels.to_numpy(dtype=object)
+    n, m = a.shape
+    segs: list[Segment] = []
+    for i in range(n):
+        for j in range(m - 1):
+            p, q = a[i, j], a[i, j + 1]
+            if not (_missing(p) or _missing(q)) and p != q:
+                segs.append(((j + 0.5, i - 0.5), (j + 0.5, i + 0.5)))
+    for i in range(n - 1):
+        for j in range(m):
+            p, q = a[i, j], a[i + 1, j]
+            if not (_missing(p) or _missing(q)) and p != q:
+                segs.append(((j - 0.5, i + 0.5), (j + 0.5, i + 0.5)))
+    return segs
+
+
+def _present(cells: pd.DataFrame, col: str) -> bool:
+    return col in cells and pd.to_numeric(cells[col], errors="coerce").notna().any()
+
+
+def default_metrics(cells: pd.DataFrame, mc_metric: str | None = None) -> list[str]:
+    """The metric panels shown by default, those present (not all missing) in ``cells``:
+    train loss, test accuracy (else test error), generalisation gap, Hessian top eigenvalue and
+    trace, CKA, mode connectivity (``mc_metric``, else ``mc_error``, else ``mc_loss``), then the
+    downstream columns of :data:`DOWNSTREAM_COLUMNS`."""
+    out = ["train_loss", "test_acc" if _present(cells, "test_acc") else "test_error", "gen_gap",
+           "hessian_top_eig", "hessian_trace", "cka"]
+    mcs = [mc_metric] if mc_metric else []
+    mc = next((c for c in [*mcs, "mc_error", "mc_loss"] if _present(cells, c)), None)
+    if mc:
+        out.append(mc)
+    out += DOWNSTREAM_COLUMNS
+    return [c for c in out if _present(cells, c)]
+
+
+def _fmt_tick(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:g}"
+    return str(v)
+
+
+def _set_ticks(ax: "Axes", grid: pd.DataFrame, load: str, temp: str) -> None:
+    ax.set_xticks(range(grid.shape[1]), [_fmt_tick(v) for v in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [_fmt_tick(v) for v in grid.index])
+    ax.set_xlabel(temp)
+    ax.set_ylabel(load)
+    ax.tick_params(axis="x", labelrotation=45 if grid.shape[1] > 6 else 0)
+
+
+def _norm_and_cmap(column: str, values: np.ndarray) -> tuple[Any, Any]:
+    import matplotlib as mpl
+    from matplotlib import colors
+
+    finite = values[np.isfinite(values)]
+    if column in LOG_COLUMNS and finite.size and (finite > 0).all():
+        lo, hi = float(finite.min()), float(finite.max())
+        if lo == hi:
+            lo, hi = lo / 2, hi * 2
+        return colors.LogNorm(vmin=lo, vmax=hi), mpl.colormaps["viridis"]
+    if column in SIGNED_COLUMNS and finite.size and finite.min() < 0 < finite.max():
+        return colors.CenteredNorm(vcenter=0.0), mpl.colormaps["RdBu_r"]
+    return None, mpl.colormaps["viridis"]
+
+
+def _draw_boundaries(ax: "Axes", segments: list[Segment]) -> None:
+    from matplotlib.collections import LineCollection
+
+    lc = LineCollection(segments, colors="black", linewidths=2.0, label=BOUNDARY_LABEL,
+                        capstyle="projecting", zorder=3)
+    ax.add_collection(lc, autolim=False)
+
+
+def _text_color(rgba: Sequence[float]) -> str:
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _annotate(ax: "Axes", image: Any, grid: pd.DataFrame, fontsize: float) -> None:
+    a = grid.to_numpy(dtype=float)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            v = a[i, j]
+            if np.isfinite(v):
+                color = _text_color(image.cmap(image.norm(v)))
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=fontsize, color=color)
+
+
+def _metric_panel(ax: "Axes", fig: "Figure", grid: pd.DataFrame, column: str, load: str, temp: str,
+                  annotate: bool, fontsize: float) -> None:
+    values = grid.to_numpy(dtype=float)
+    norm, cmap = _norm_and_cmap(column, values)
+    cmap = cmap.with_extremes(bad="lightgrey")
+    image = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", cmap=cmap,
+                      norm=norm, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.08, pad=0.03)
+    if annotate:
+        _annotate(ax, image, grid, fontsize)
+    ax.set_title(column)
+
+
+def _phase_panel(ax: "Axes", labels: pd.DataFrame, fontsize: float) -> None:
+    from matplotlib.colors import ListedColormap
+
+    index = {p: k for k, p in enumerate(PHASES)}
+    a = labels.to_numpy(dtype=object)
+    codes = np.array([[index.get(v, np.nan) if not _missing(v) else np.nan for v in row] for row in a],
+                     dtype=float).reshape(a.shape)
+    cmap = ListedColormap(PHASE_COLORS).with_extremes(bad="lightgrey")
+    ax.imshow(np.ma.masked_invalid(codes), origin="lower", aspect="auto", cmap=cmap, vmin=-0.5,
+              vmax=len(PHASES) - 0.5, interpolation="nearest")
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            text = "–" if _missing(a[i, j]) else str(a[i, j])
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, fontweight="bold")
+    ax.set_title("phase")
+
+
+def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str] | None = None, *,
+               title: str | None = None, phases: bool = True, boundaries: bool = True,
+               ncols: int = 4, mc_metric: str | None = None) -> "Figure":
+    """A figure of heatmap panels over the load × temperature grid, one per metric.
+
+    ``cells`` has one row per grid cell (:func:`phasezoo.report.zoo_cells`; several rows per
+    cell are averaged). ``metrics`` defaults to :func:`default_metrics`. Each panel is an
+    ``imshow`` of :func:`metric_grid` (temperature across, load upward, categorical ticks
+    labelled with the grid values) with its colourbar; Hessian columns use a log colour scale
+    when all positive, signed columns (gaps, mode connectivity, gains) a diverging scale
+    centred at 0; missing cells are grey; cell values are written in when the grid is at most
+    8×8. Where ``cells`` has a ``phase`` column, the phase boundaries
+    (:func:`phase_boundaries`) are drawn on every panel as one black ``LineCollection``
+    labelled ``"phase_boundaries"`` (``boundaries=False`` leaves them out), and ``phases=True``
+    adds a first panel with the phase labels as a categorical map. Panel axes carry the label
+    ``"panel:<metric>"`` (``"panel:phase"``) to tell them from colourbars. ``title`` (the zoo
+    name) becomes the figure title.
+    """
+    import matplotlib.pyplot as plt
+
+    metrics = list(default_metrics(cells, mc_metric) if metrics is None else metrics)
+    missing = [m for m in metrics if m not in cells]
+    if missing:
+        raise KeyError(f"no column {missing[0]!r} in the cell table")
+    has_phase = "phase" in cells and cells["phase"].notna().any()
+    labels = label_grid(cells, load, temp) if has_phase else None
+    segments = phase_boundaries(labels) if labels is not None else []
+    panels: list[str] = (["phase"] if phases and has_phase else []) + metrics
+    if not panels:
+        raise ValueError("nothing to plot: no metric columns and no phase labels")
+
+    n_rows_grid = len(_axis_values(cells, load))
+    n_cols_grid = len(_axis_values(cells, temp))
+    annotate = n_rows_grid <= ANNOTATE_MAX and n_cols_grid <= ANNOTATE_MAX
+    fontsize = 7.0 if max(n_rows_grid, n_cols_grid) <= 5 else 5.5
+
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.5 * nrows), squeeze=False,
+                             layout="constrained")
+    flat = list(axes.ravel())
+    for ax in flat[len(panels):]:
+        fig.delaxes(ax)
+    for ax, name in zip(flat, panels):
+        ax.set_label(PANEL_PREFIX + name)
+        if name == "phase" and ax is flat[0] and phases and has_phase:
+            _phase_panel(ax, labels, fontsize + 1)
+            grid = labels
+        else:
+            grid = metric_grid(cells, load, temp, name)
+            _metric_panel(ax, fig, grid, name, load, temp, annotate, fontsize)
+        _set_ticks(ax, grid, load, temp)
+        if boundaries and segments:
+            _draw_boundaries(ax, segments)
+        ax.set_xlim(-0.5, grid.shape[1] - 0.5)
+        ax.set_ylim(-0.5, grid.shape[0] - 0.5)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def zoo_phase_plot(spec: "ZooSpec", profile: str, root: str | Path, *, epoch: int | str = "last",
+                   metrics: Sequence[str] | None = None) -> "Figure":
+    """:func:`phase_plot` of a stored zoo's cells (:func:`phasezoo.report.zoo_cells`), titled
+    ``"<zoo>/<profile>"``; the mode-connectivity panel uses the profile's phase ``mc_metric``."""
+    from phasezoo.report import zoo_cells
+
+    cells = zoo_cells(spec, profile, root, epoch)
+    mc_metric = spec.profile(profile).phases.mc_metric
+    return phase_plot(cells, spec.load_axis, spec.temperature_axis, metrics,
+                      title=f"{spec.name}/{profile}", mc_metric=mc_metric)

@@ -240,7 +240,7 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     has_phase = "phase" in cells and cells["phase"].notna().any()
     labels = label_grid(cells, load, temp) if has_phase else None
     segments = phase_boundaries(labels) if labels is not None else []
-    panels: list[str] = (["phase"] if phases and has_phase else []) + metrics
+    panels: list[str] = (["phase"] if phases and labels is not None else []) + metrics
     if not panels:
         raise ValueError("nothing to plot: no metric columns and no phase labels")
 
@@ -256,10 +256,11 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     flat = list(axes.ravel())
     for ax in flat[len(panels):]:
         fig.delaxes(ax)
-    for ax, name in zip(flat, panels):
+    phase_panel = phases and labels is not None
+    for k, (ax, name) in enumerate(zip(flat, panels)):
         ax.set_label(PANEL_PREFIX + name)
-        if name == "phase" and ax is flat[0] and phases and has_phase:
-            _phase_panel(ax, labels, fontsize + 1)
+        if k == 0 and phase_panel:
+            _phase_panel(ax, labels, 11.0 if annotate else 7.0)
             grid = labels
         else:
             grid = metric_grid(cells, load, temp, name)

@@ -193,3 +193,19 @@ def test_large_grid_is_not_annotated():
     ax = panels(fig)["train_loss"]
     assert not ax.texts
     assert len(boundary_segments(ax)) == 9
+
+
+def test_learning_curves_one_line_per_cell():
+    import pandas as pd
+
+    from phasezoo.plots import learning_curves
+
+    rows = [{"width": w, "batch_size": b, "seed": s, "epoch": e, "train_loss": 1.0 / (e + 1) + s,
+             "test_loss": 2.0 / (e + 1)}
+            for w in (4, 8) for b in (32, 128) for s in (0, 1) for e in range(4)]
+    fig = learning_curves(pd.DataFrame(rows), "width", "batch_size", ("train_loss", "test_loss", "missing"))
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["train_loss", "test_loss"]
+    assert all(len(ax.get_lines()) == 4 for ax in axes)  # 2 widths x 2 batch sizes, seeds averaged
+    line = axes[0].get_lines()[0]
+    assert list(line.get_ydata()) == [1.5, 1.0, 0.5 + 1 / 3, 0.75]  # mean of seeds 0 and 1

@@ -285,3 +285,34 @@ def zoo_phase_plot(spec: "ZooSpec", profile: str, root: str | Path, *, epoch: in
     mc_metric = spec.profile(profile).phases.mc_metric
     return phase_plot(cells, spec.load_axis, spec.temperature_axis, metrics,
                       title=f"{spec.name}/{profile}", mc_metric=mc_metric)
+
+
+def learning_curves(history: pd.DataFrame, load: str, temp: str,
+                    columns: Sequence[str] = ("train_loss", "test_loss"), *, title: str | None = None):
+    """Per-epoch curves of a zoo (:func:`phasezoo.zoo.zoo_history`): one panel per column, one
+    line per grid cell (seed mean), coloured by the load value (darker = larger load value) and
+    styled by temperature (solid = lowest). Losses are drawn on a log scale when positive."""
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in columns if c in history and history[c].notna().any()]
+    if not cols:
+        raise KeyError(f"none of {list(columns)} in the history")
+    means = history.groupby([load, temp, "epoch"], as_index=False)[cols].mean()
+    loads, temps = sorted(means[load].unique()), sorted(means[temp].unique())
+    cmap = plt.get_cmap("viridis")
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.6), squeeze=False, layout="constrained")
+    for ax, col in zip(axes[0], cols):
+        for (lv, tv), g in means.groupby([load, temp]):
+            colour = cmap(loads.index(lv) / max(1, len(loads) - 1))
+            ax.plot(g["epoch"], g[col], color=colour, linestyle=styles[temps.index(tv) % len(styles)],
+                    label=f"{load}={_fmt_tick(lv)}, {temp}={_fmt_tick(tv)}")
+        if "loss" in col and (means[col] > 0).all():
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(col)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    return fig

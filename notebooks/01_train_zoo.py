@@ -1,0 +1,38 @@
+# %% [markdown]
+# # Training and performance of a zoo
+#
+# The distribution of final results (the paper's Tables 5–7) and the learning curves of every
+# grid cell. Re-run with another zoo: `phasezoo notebook 01_train_zoo -p zoo digits-vit`.
+
+# %% tags=["parameters"]
+zoo = "digits-resnet18"
+profile = "mini"
+root = "data/zoos"
+device = "auto"
+
+# %%
+import matplotlib.pyplot as plt
+
+from phasezoo.plots import learning_curves
+from phasezoo.report import summary_table
+from phasezoo.spec import load_spec
+from phasezoo.zoo import zoo_history, zoo_status
+
+spec = load_spec(zoo)
+print(spec.description)
+print(zoo_status(spec, profile, root))
+
+# %% [markdown]
+# ## Final metrics: mean ± std [min, max] over the finished members
+
+# %%
+summary_table([spec], profile, root).T
+
+# %% [markdown]
+# ## Learning curves (seed means per grid cell)
+
+# %%
+history = zoo_history(spec, profile, root)
+columns = [c for c in ("train_loss", "test_loss", "test_acc", "test_error", "test_ppl") if c in history]
+fig = learning_curves(history, spec.load_axis, spec.temperature_axis, columns[:3], title=f"{zoo}/{profile}")
+plt.show()

@@ -76,3 +76,19 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
+
+#: the downstream columns of ``zoo_table`` (where computed), in the order the book shows them
+DOWNSTREAM_COLUMNS = ("prune_acc_0.5", "prune_acc_0.9", "prune_ft_acc_0.9", "wise_ft_gain",
+                      "ensemble_acc", "ensemble_gain", "rebasin_gain", "naive_avg_gain",
+                      "finetune_linear_acc", "finetune_full_acc")
+
+
+def downstream_by_phase(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each downstream column (:data:`DOWNSTREAM_COLUMNS`) per phase over the finished
+    members of a ``zoo_table``; one row per phase, with the member count."""
+    done = table[(table["status"] == "done") & table["phase"].notna()]
+    cols = [c for c in DOWNSTREAM_COLUMNS if c in done and done[c].notna().any()]
+    out = done.groupby("phase")[cols].mean()
+    out.insert(0, "members", done.groupby("phase").size())
+    return out
+

@@ -12,6 +12,7 @@ from phasezoo.downstream import align, permutation_groups, permute, random_permu
 from phasezoo.models.gpt import GPT, gpt
 from phasezoo.models.vit import ViT, vit
 from phasezoo.store import MemberStore
+from tests.test_rebasin import assert_state_equal, state
 
 VOCAB, BLOCK = 17, 10     # neither equals the width (12) nor the MLP hidden size (24)
 
@@ -43,16 +44,6 @@ def _randomise_affine(m):
             elif isinstance(mod, (nn.Linear, nn.Conv2d)) and mod.bias is not None:
                 mod.bias.normal_(0, 0.1)
     return m
-
-
-def state(m):
-    return {k: v.clone() for k, v in m.state_dict().items()}
-
-
-def assert_state_equal(sa, sb):
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
 
 
 def assert_close(a, b, atol=1e-6):

@@ -44,10 +44,15 @@ def cell_name(member: MemberSpec) -> str:
     return cell_of(member.member)
 
 
+def fixed_indices(total: int, n: int) -> torch.Tensor:
+    """The first ``n`` entries of the fixed permutation of ``range(total)`` (seed
+    :data:`SUBSET_SEED`) that every metric subset and evaluation subset is cut from."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(SUBSET_SEED))[: min(n, total)]
+
+
 def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` samples of a fixed permutation of the training set (same for every model)."""
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED))[: min(n, len(x))]
-    perm = perm.to(x.device)
+    perm = fixed_indices(len(x), n).to(x.device)
     return x[perm], y[perm]
 
 
@@ -69,12 +74,10 @@ OUTPUT_NAMES = {"classification": "logits", "language_modelling": "next-token lo
 
 def task_outputs(task, model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """``task.outputs`` over ``x`` in batches, model in eval mode (mode restored)."""
-    was = model.training
-    model.eval()
-    try:
+    from phasezoo.tasks import eval_mode
+
+    with eval_mode(model):
         return torch.cat([task.outputs(model, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
 
 
 # ----------------------------------------------------------------------------- worker tasks

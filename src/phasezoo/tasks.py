@@ -26,7 +26,8 @@ Error (what mode connectivity is measured on, paper §2 and Figure 16):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -55,18 +56,22 @@ def as_batch_loss(loss_fn: Callable) -> Callable[[Forward, torch.Tensor, torch.T
     return lambda forward, x, y: loss_fn(forward(x), y)
 
 
-def _eval_mode(model: nn.Module):
-    """Context: model in eval mode, previous mode restored afterwards."""
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Context: model in eval mode, its previous mode restored afterwards (also on errors)."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
 
-    class _Ctx:
-        def __enter__(self):
-            self.was = model.training
-            model.eval()
 
-        def __exit__(self, *exc):
-            model.train(self.was)
-
-    return _Ctx()
+def score(task, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """A model's score on ``(x, y)``: ``1 − error`` of the task, i.e. accuracy for
+    classification, next-token accuracy for language models, ``1 −`` relative L2 error for
+    PINNs (what the downstream methods compare)."""
+    return 1.0 - task.evaluate(model, x, y)["error"]
 
 
 class ClassificationTask:
@@ -104,7 +109,7 @@ class ClassificationTask:
         """
         loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
         correct = torch.zeros((), dtype=torch.int64, device=x.device)
-        with _eval_mode(model):
+        with eval_mode(model):
             for i in range(0, len(x), batch_size):
                 out = model(x[i : i + batch_size])
                 yb = y[i : i + batch_size]
@@ -150,7 +155,7 @@ class LanguageModelTask:
         batch_size = max(1, min(batch_size, 2**26 // (x.shape[1] * vocab)))
         loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
         correct = torch.zeros((), dtype=torch.int64, device=x.device)
-        with _eval_mode(model):
+        with eval_mode(model):
             for i in range(0, len(x), batch_size):
                 out = model(x[i : i + batch_size])
                 yb = y[i : i + batch_size].long().to(out.device)
@@ -235,7 +240,7 @@ class ConvectionTask:
         gradients are kept). ``batch_size`` is accepted for interface compatibility; the whole
         split is one batch (the loss is a sum of per-kind means).
         """
-        with _eval_mode(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             loss = float(self.batch_loss(model, x, y).detach())
             with torch.no_grad():
                 u = model(x)

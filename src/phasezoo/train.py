@@ -225,11 +225,13 @@ def train_member(
 def eval_split(data, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The samples a split is evaluated on: all of them, or for data with a ``max_eval``
     (OpenWebText) the first ``max_eval`` of a fixed permutation (the same in every epoch)."""
+    from phasezoo.metrics import fixed_indices
+
     x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
     limit = getattr(data, "max_eval", None)
     if limit is None or limit >= len(x):
         return x, y
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+    idx = fixed_indices(len(x), limit).sort().values  # in stream order
     return x[idx], y[idx]
 
 

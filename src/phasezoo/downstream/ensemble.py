@@ -84,8 +84,10 @@ def ensemble_scores(models: Sequence[nn.Module], task, x: torch.Tensor, y: torch
     """``ensemble_acc`` etc. as :func:`ensemble_accuracy`, for any task, where a model's score
     is ``1 − error`` (accuracy; next-token accuracy; 1 − relative L2 error of a PINN) and the
     ensemble is :class:`OutputAverage`."""
-    accs = [1.0 - task.evaluate(m, x, y)["error"] for m in models]
-    ens = 1.0 - task.evaluate(OutputAverage(models), x, y)["error"]
+    from phasezoo.tasks import score
+
+    accs = [score(task, m, x, y) for m in models]
+    ens = score(task, OutputAverage(models), x, y)
     mean = sum(accs) / len(accs)
     return {"ensemble_acc": ens, "member_accs": accs, "mean_member_acc": mean, "gain": ens - mean,
             "num_members": len(models), "score": "1 - error"}

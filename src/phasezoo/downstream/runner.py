@@ -43,13 +43,7 @@ import pandas as pd
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import ZooStore, atomic_write_json, jsonable, read_json
-
-
-def _score(task, model, x, y) -> float:
-    """A model's score on ``(x, y)``: ``1 − error``, i.e. accuracy for classification,
-    next-token accuracy for language models and ``1 −`` relative L2 error for PINNs. The stored
-    keys say ``acc`` for every domain."""
-    return 1.0 - task.evaluate(model, x, y)["error"]
+from phasezoo.tasks import score  # 1 − error, stored under ``acc`` keys in every domain
 
 
 def _member_task(args: tuple) -> tuple[str, str, dict]:
@@ -68,18 +62,18 @@ def _member_task(args: tuple) -> tuple[str, str, dict]:
     task = task_for(config)
     data = load_dataset(config["dataset"], data_dir).to(device)
     test_x, test_y = eval_split(data, "test")
-    base = _score(task, model, test_x, test_y)
+    base = score(task, model, test_x, test_y)
     p = settings["prune"]
     prune = {"settings": p, "base_acc": base, "acc": {}, "finetuned_acc": {}}
     for s in p["sparsities"]:
         pruned, _ = magnitude_prune(model, s)
-        prune["acc"][str(s)] = _score(task, pruned, test_x, test_y)
+        prune["acc"][str(s)] = score(task, pruned, test_x, test_y)
         tuned = prune_and_finetune(model, s, *eval_split(data, "train"), epochs=p["finetune_epochs"],
                                    lr=p["lr"], batch_size=p["batch_size"], seed=config["seed"], task=task)
-        prune["finetuned_acc"][str(s)] = _score(task, tuned, test_x, test_y)
+        prune["finetuned_acc"][str(s)] = score(task, tuned, test_x, test_y)
     w = settings["wise_ft"]
     averaged = wise_ft_average(member_dir, w["k"], data.train_x).to(device)
-    wacc = _score(task, averaged, test_x, test_y)
+    wacc = score(task, averaged, test_x, test_y)
     wise = {"settings": w, "acc": wacc, "final_acc": base, "gain": wacc - base}
     out = {"prune": prune, "wise_ft": wise}
     if task.name == "classification":
@@ -125,8 +119,8 @@ def _cell_task(args: tuple) -> tuple[str, str, dict]:
         aligned = rebasin_average(a, b, data.train_x).to(device)
         naive = interpolate(a, b, 0.5).to(device)
         recompute_bn_statistics(naive, data.train_x)
-        acc_aligned = _score(task, aligned, test_x, test_y)
-        acc_naive = _score(task, naive, test_x, test_y)
+        acc_aligned = score(task, aligned, test_x, test_y)
+        acc_naive = score(task, naive, test_x, test_y)
         seeds = f"{loaded[i][1]['seed']}-{loaded[j][1]['seed']}"
         pairs[seeds] = {"acc": acc_aligned, "gain": averaging_gain(acc_aligned, [accs[i], accs[j]]),
                         "naive_acc": acc_naive,

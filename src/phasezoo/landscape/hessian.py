@@ -119,6 +119,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from phasezoo.tasks import as_batch_loss
 
@@ -279,8 +280,6 @@ class HessianOperator:
             raise ValueError(f"expected {len(self.params)} tensors, got {len(v)}")
         # Second derivatives: the fused attention kernels (flash, memory-efficient) have no
         # double backward, so products run on scaled_dot_product_attention's math backend.
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
             if self.hvp == "forward_over_reverse":
                 return self._forward_over_reverse(v, batched)

@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="executed notebook (default: notebooks/_runs/<name>.ipynb)")
 
+    p = sub.add_parser("book", help="execute every notebook for these zoos into book/ and build the Jupyter Book")
+    p.add_argument("zoos", nargs="+", metavar="zoo", help="trained and measured zoos (names or YAML paths)")
+    p.add_argument("--profile", "-p", default="mini", help="profile: paper, mini or smoke (default: mini)")
+    p.add_argument("--root", type=Path, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
+    p.add_argument("--book", type=Path, default=Path("book"), help="the book folder (default: book)")
+    p.add_argument("--device", default="auto", help="device the notebooks may use (default: auto)")
+    p.add_argument("--no-build", action="store_true", help="execute the notebooks only, do not run jupyter-book")
+
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
     p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist)")
@@ -146,6 +154,23 @@ def run(argv: list[str] | None = None) -> int:
         out = args.out or Path("notebooks/_runs") / f"{source.stem}.ipynb"
         run_notebook(source, out, parse_parameters(args.parameter))
         print(f"wrote {out}")
+        return 0
+
+    if args.command == "book":
+        import time
+
+        from phasezoo.book import build_html, execute_pages
+
+        specs = [load_spec(z) for z in args.zoos]
+        for sp in specs:
+            _check_profile(sp, args.profile)
+        start = time.perf_counter()
+        execute_pages(args.zoos, args.profile, args.root, book_dir=args.book, device=args.device)
+        print(f"stage notebooks: {time.perf_counter() - start:.0f} s")
+        if not args.no_build:
+            start = time.perf_counter()
+            index = build_html(args.book)
+            print(f"stage jupyter-book: {time.perf_counter() - start:.0f} s; open {index}")
         return 0
 
     if args.command == "summary":

@@ -213,6 +213,29 @@ def _phase_panel(ax: "Axes", labels: pd.DataFrame, fontsize: float) -> None:
     ax.set_title("phase")
 
 
+def _draw_panels(fig: "Figure", axes: Sequence["Axes"], cells: pd.DataFrame, load: str, temp: str,
+                 panels: Sequence[str], labels: pd.DataFrame | None, segments: list[Segment]) -> None:
+    """Draw one zoo's ``panels`` (``"phase"`` or a metric column) into ``axes``, with ``segments``
+    (the phase boundaries) on every panel."""
+    n_rows_grid = len(_axis_values(cells, load))
+    n_cols_grid = len(_axis_values(cells, temp))
+    annotate = n_rows_grid <= ANNOTATE_MAX and n_cols_grid <= ANNOTATE_MAX
+    fontsize = 7.0 if max(n_rows_grid, n_cols_grid) <= 5 else 5.5
+    for ax, name in zip(axes, panels):
+        ax.set_label(PANEL_PREFIX + name)
+        if name == "phase":
+            _phase_panel(ax, labels, 11.0 if annotate else 7.0)
+            grid = labels
+        else:
+            grid = metric_grid(cells, load, temp, name)
+            _metric_panel(ax, fig, grid, name, load, temp, annotate, fontsize)
+        _set_ticks(ax, grid, load, temp)
+        if segments:
+            _draw_boundaries(ax, segments)
+        ax.set_xlim(-0.5, grid.shape[1] - 0.5)
+        ax.set_ylim(-0.5, grid.shape[0] - 0.5)
+
+
 def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str] | None = None, *,
                title: str | None = None, phases: bool = True, boundaries: bool = True,
                ncols: int = 4, mc_metric: str | None = None) -> "Figure":
@@ -244,11 +267,6 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     if not panels:
         raise ValueError("nothing to plot: no metric columns and no phase labels")
 
-    n_rows_grid = len(_axis_values(cells, load))
-    n_cols_grid = len(_axis_values(cells, temp))
-    annotate = n_rows_grid <= ANNOTATE_MAX and n_cols_grid <= ANNOTATE_MAX
-    fontsize = 7.0 if max(n_rows_grid, n_cols_grid) <= 5 else 5.5
-
     ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.5 * nrows), squeeze=False,
@@ -256,20 +274,8 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     flat = list(axes.ravel())
     for ax in flat[len(panels):]:
         fig.delaxes(ax)
-    phase_panel = phases and labels is not None
-    for k, (ax, name) in enumerate(zip(flat, panels)):
-        ax.set_label(PANEL_PREFIX + name)
-        if k == 0 and phase_panel:
-            _phase_panel(ax, labels, 11.0 if annotate else 7.0)
-            grid = labels
-        else:
-            grid = metric_grid(cells, load, temp, name)
-            _metric_panel(ax, fig, grid, name, load, temp, annotate, fontsize)
-        _set_ticks(ax, grid, load, temp)
-        if boundaries and segments:
-            _draw_boundaries(ax, segments)
-        ax.set_xlim(-0.5, grid.shape[1] - 0.5)
-        ax.set_ylim(-0.5, grid.shape[0] - 0.5)
+    _draw_panels(fig, flat[:len(panels)], cells, load, temp, panels, labels,
+                 segments if boundaries else [])
     if title:
         fig.suptitle(title)
     return fig
@@ -285,6 +291,53 @@ def zoo_phase_plot(spec: "ZooSpec", profile: str, root: str | Path, *, epoch: in
     mc_metric = spec.profile(profile).phases.mc_metric
     return phase_plot(cells, spec.load_axis, spec.temperature_axis, metrics,
                       title=f"{spec.name}/{profile}", mc_metric=mc_metric)
+
+
+#: the panels of the cross-zoo comparison (the paper's Figure 4); "mc" is each zoo's phase mc metric
+COMPARISON_PANELS = ("phase", "train_loss", "test_error", "hessian_trace", "cka", "mc")
+
+
+def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
+                    panels: Sequence[str] = COMPARISON_PANELS) -> "Figure":
+    """The paper's Figure 4: one row per zoo, one column per panel, every zoo on its own load ×
+    temperature grid with its phase boundaries on every panel.
+
+    ``zoos`` holds ``(title, cells, load, temperature, mc_metric)`` per zoo (see
+    :func:`zoo_comparison_plot`). ``"mc"`` stands for each zoo's ``mc_metric``, so GPT rows show
+    mc on the loss and the others mc on the error. Test *error* is shown for every domain (1 −
+    accuracy, 1 − next-token accuracy, the PINN's relative L2 error) so that dark means good in
+    the same column. A panel whose column a zoo lacks is left empty and says so.
+    """
+    import matplotlib.pyplot as plt
+
+    if not zoos:
+        raise ValueError("no zoos to compare")
+    ncols = len(panels)
+    fig, axes = plt.subplots(len(zoos), ncols, figsize=(3.6 * ncols, 3.0 * len(zoos)), squeeze=False,
+                             layout="constrained")
+    for row, (title, cells, load, temp, mc_metric) in zip(axes, zoos):
+        has_phase = "phase" in cells and cells["phase"].notna().any()
+        labels = label_grid(cells, load, temp) if has_phase else None
+        segments = phase_boundaries(labels) if labels is not None else []
+        for ax, name in zip(row, panels):
+            column = mc_metric if name == "mc" else name
+            if (column == "phase" and labels is None) or (column != "phase" and not _present(cells, column)):
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"no {column}", ha="center", va="center", transform=ax.transAxes)
+                continue
+            _draw_panels(fig, [ax], cells, load, temp, [column], labels, segments)
+        row[0].set_title(f"{title}\nphase" if labels is not None else title)
+    return fig
+
+
+def zoo_comparison_plot(specs: Sequence["ZooSpec"], profile: str, root: str | Path,
+                        panels: Sequence[str] = COMPARISON_PANELS) -> "Figure":
+    """:func:`comparison_plot` of stored zoos (their last-epoch cells)."""
+    from phasezoo.report import zoo_cells
+
+    rows = [(spec.name, zoo_cells(spec, profile, root), spec.load_axis, spec.temperature_axis,
+             spec.profile(profile).phases.mc_metric) for spec in specs]
+    return comparison_plot(rows, panels)
 
 
 def learning_curves(history: pd.DataFrame, load: str, temp: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -92,3 +93,56 @@ def downstream_by_phase(table: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, "members", done.groupby("phase").size())
     return out
 
+
+
+#: which of the paper's hyper-parameter tables a task's zoos belong to
+HYPERPARAMETER_TABLES = {"classification": "Table 2 (vision)", "language_modelling": "Table 3 (language)",
+                         "pde_convection": "Table 4 (SciML)"}
+
+
+def _values(values: tuple) -> str:
+    """``8, 16, …, 512`` for long grids; every value for short ones."""
+    shown = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+    return ", ".join(shown) if len(shown) <= 5 else f"{shown[0]}, {shown[1]}, …, {shown[-1]} ({len(shown)} values)"
+
+
+def _augmentation(aug: Mapping[str, Any]) -> str:
+    on = [k for k, v in aug.items() if v not in (None, False, 0, {}, [])]
+    return ", ".join(f"{k}={aug[k]}" if not isinstance(aug[k], bool) else k for k in on) or "none"
+
+
+def hyperparameter_table(specs: list[ZooSpec], profile: str = "paper") -> pd.DataFrame:
+    """The paper's Tables 2–4, generated from the zoo specs: one column per zoo, one row per
+    setting (grid axes and their values, seeds, members, optimiser, learning rate, momentum,
+    weight decay, scheduler, epochs, initialisation, augmentation, checkpoints, architecture
+    options). Zoos without ``profile`` are left out."""
+    columns = {}
+    for spec in specs:
+        if profile not in spec.profiles:
+            continue
+        prof = spec.profile(profile)
+        t = prof.training
+        grid = dict(prof.grid)
+        col = {"architecture": spec.arch, "dataset": spec.dataset, "task": spec.task,
+               "model": ", ".join(f"{k}={v}" for k, v in spec.model.items()) or "defaults"}
+        for key, values in grid.items():
+            role = ("load" if key == spec.load_axis else "temperature" if key == spec.temperature_axis
+                    else "seeds" if key == "seed" else key)
+            col[f"{role}"] = f"{key}: {_values(tuple(values))}" if role != "seeds" else _values(tuple(values))
+        col["members"] = str(prof.size)
+        col["optimizer"] = t.optimizer
+        col["learning rate"] = "grid axis" if "lr" in grid else f"{t.lr:g}"
+        if t.batch_size is not None and "batch_size" not in grid:
+            col["batch size"] = str(t.batch_size)
+        if t.optimizer == "sgd":
+            col["momentum"] = f"{t.momentum:g}"
+        col["weight decay"] = f"{t.weight_decay:g}"
+        col["scheduler"] = ", ".join(f"{k}={v}" for k, v in t.scheduler.items())
+        col["epochs"] = str(t.epochs)
+        col["initialisation"] = t.init
+        col["augmentation"] = _augmentation(t.augmentation)
+        col["checkpoints"] = "epochs " + _values(t.checkpoint_epochs)
+        if t.optimizer_options:
+            col["optimizer options"] = ", ".join(f"{k}={v}" for k, v in t.optimizer_options.items())
+        columns[spec.name] = col
+    return pd.DataFrame(columns).fillna("")

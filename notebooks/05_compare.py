@@ -1,0 +1,45 @@
+# %% [markdown]
+# # Phases across zoos and domains
+#
+# Every zoo of the book side by side (the paper's Figure 4): the phase map, the train loss, the
+# test error, the Hessian trace, CKA and mode connectivity, each over the zoo's own load ×
+# temperature grid with the phase boundaries drawn on every panel. Test *error* is shown for
+# every domain (1 − accuracy, 1 − next-token accuracy, relative L2 error), so that low is good
+# in the whole column; the mc panel uses each zoo's phase metric (mc on the loss for GPT).
+# Below the figure: the paper's Tables 5–7 for these zoos and the test error per phase.
+# Re-run: `phasezoo notebook 05_compare -p zoos '[digits-vit, text-gpt]'`.
+
+# %% tags=["parameters"]
+zoos = ["digits-resnet18", "digits-vit", "text-gpt", "convection-pinn"]
+profile = "mini"
+root = "data/zoos"
+device = "auto"
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from phasezoo.plots import zoo_comparison_plot
+from phasezoo.report import summary_table, zoo_cells
+from phasezoo.spec import load_spec
+
+specs = [load_spec(z) for z in zoos]
+fig = zoo_comparison_plot(specs, profile, root)
+plt.show()
+
+# %% [markdown]
+# ## Final metrics per zoo (Tables 5–7): mean ± std [min, max] over the finished members
+
+# %%
+summary_table(specs, profile, root).set_index("zoo")
+
+# %% [markdown]
+# ## Test error per phase (cell means) and cells per phase
+
+# %%
+rows = {}
+for spec in specs:
+    cells = zoo_cells(spec, profile, root)
+    g = cells.groupby("phase")["test_error"]
+    rows[spec.name] = {p: f"{m:.3g} ({n})" for p, m, n in zip(g.mean().index, g.mean(), g.size())}
+pd.DataFrame(rows).T.fillna("–")

@@ -1,0 +1,308 @@
+"""The paper's qualitative claims of §4, each turned into a check that runs on a trained zoo.
+
+Every claim is evaluated per zoo from its grid cells (seed means, :func:`phasezoo.report.zoo_cells`)
+and gives one of three verdicts, with the numbers behind it:
+
+* ``reproduced``: the zoo's cells behave as the claim says, by the rule written in the check;
+* ``not reproduced``: they do not;
+* ``not testable``: the zoo lacks what the claim needs (a phase, a downstream method, a domain).
+
+The rules are deliberately simple and stated in each check's docstring, so a reader can argue
+with them; they compare seed-averaged cell means, not significance tests (a mini zoo has 12–20
+cells). "Test error" is the task's error: 1 − accuracy, 1 − next-token accuracy, or the PINN's
+relative L2 error; "score" is 1 − error (the downstream columns' ``acc``).
+
+Not turned into checks: §4.1's observation that learning-rate decay enlarges phase IV (it needs
+zoos trained without decay, which the paper does not publish either).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from phasezoo.landscape.phases import PhaseThresholds
+
+REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
+
+#: phases with a barrier between seeds (mc < −τ) and phases without one
+BARRIER_PHASES = ("I", "III")
+CONNECTED_PHASES = ("II", "IV-A", "IV-B")
+WELL_TRAINED = ("IV-A", "IV-B")
+#: a claim's "high sparsity" (the largest pruning level every zoo computes by default)
+PRUNE_SPARSITY = 0.9
+#: one grid step into the high-temperature, low-load corner is "sharp" when it moves test error
+#: by at least this fraction of the zoo's whole test-error range
+SHARP_STEP = 0.25
+
+
+@dataclass(frozen=True)
+class ZooContext:
+    """What a check needs to know about a zoo besides its cells."""
+
+    name: str
+    task: str
+    arch: str
+    load: str
+    temperature: str
+    thresholds: PhaseThresholds
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    section: str
+    statement: str
+    check: Callable[[pd.DataFrame, ZooContext], Verdict]
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.3g}"
+
+
+def _phase_means(cells: pd.DataFrame, column: str) -> pd.Series:
+    ok = cells.dropna(subset=[column, "phase"])
+    return ok.groupby("phase")[column].mean()
+
+
+def _group_mean(cells: pd.DataFrame, column: str, phases: Sequence[str]) -> tuple[float, int]:
+    sel = cells[cells["phase"].isin(phases)][column].dropna()
+    return (float(sel.mean()) if len(sel) else float("nan")), len(sel)
+
+
+def _has(cells: pd.DataFrame, column: str) -> bool:
+    return column in cells and cells[column].notna().any()
+
+
+def _spearman(a: pd.Series, b: pd.Series) -> float:
+    ok = a.notna() & b.notna()
+    if ok.sum() < 3 or a[ok].nunique() < 2 or b[ok].nunique() < 2:
+        return float("nan")
+    return float(a[ok].rank().corr(b[ok].rank()))
+
+
+def _compare_groups(cells: pd.DataFrame, column: str, better: Sequence[str], worse: Sequence[str],
+                    label_better: str, label_worse: str) -> Verdict:
+    """reproduced when the mean of ``column`` over the ``better`` phases exceeds that over ``worse``."""
+    if not _has(cells, column):
+        return Verdict(NOT_TESTABLE, f"no {column} in this zoo")
+    hi, n_hi = _group_mean(cells, column, better)
+    lo, n_lo = _group_mean(cells, column, worse)
+    if n_hi == 0 or n_lo == 0:
+        present = ", ".join(sorted(cells["phase"].dropna().unique()))
+        return Verdict(NOT_TESTABLE, f"needs cells in both {label_better} and {label_worse}; phases present: {present}")
+    status = REPRODUCED if hi > lo else NOT_REPRODUCED
+    return Verdict(status, f"mean {column}: {label_better} {_fmt(hi)} ({n_hi} cells) vs "
+                           f"{label_worse} {_fmt(lo)} ({n_lo} cells)")
+
+
+# ---------------------------------------------------------------------------------------------
+# §4.1: phases emerge across all zoos
+
+
+def phases_emerge(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """At least two distinct phases in the zoo's grid (a transition exists)."""
+    counts = cells["phase"].value_counts()
+    if counts.empty:
+        return Verdict(NOT_TESTABLE, "no classified cells")
+    ev = ", ".join(f"{p}: {n}" for p, n in sorted(counts.items()))
+    return Verdict(REPRODUCED if len(counts) >= 2 else NOT_REPRODUCED, f"cells per phase: {ev}")
+
+
+def best_phase_is_ivb(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Among the phases present, IV-B has the lowest mean test error. Not testable without IV-B
+    cells or with a single phase."""
+    means = _phase_means(cells, "test_error")
+    ev = "mean test error per phase: " + ", ".join(f"{p} {_fmt(v)}" for p, v in means.items())
+    if "IV-B" not in means or len(means) < 2:
+        return Verdict(NOT_TESTABLE, ev + " (no phase IV-B to compare)" if "IV-B" not in means else ev)
+    return Verdict(REPRODUCED if means.idxmin() == "IV-B" else NOT_REPRODUCED, ev)
+
+
+def best_inside_low_loss(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """The best cells (test error at or below the zoo's 25th percentile) all lie in the low
+    train-loss region (train loss below the phase threshold), and that region holds more cells
+    than the best ones."""
+    ok = cells.dropna(subset=["test_error", "train_loss"])
+    if len(ok) < 4:
+        return Verdict(NOT_TESTABLE, f"{len(ok)} cells")
+    best = ok[ok["test_error"] <= ok["test_error"].quantile(0.25)]
+    low = ok[ok["train_loss"] < ctx.thresholds.train_loss]
+    inside = int((best["train_loss"] < ctx.thresholds.train_loss).sum())
+    status = REPRODUCED if inside == len(best) and len(low) > len(best) else NOT_REPRODUCED
+    return Verdict(status, f"{inside} of the {len(best)} best cells have train loss < "
+                           f"{_fmt(ctx.thresholds.train_loss)}; the low-loss region has {len(low)} of {len(ok)} cells")
+
+
+def metrics_track_test(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Low Hessian trace, high CKA and a small barrier go with low test error: across cells, the
+    Spearman correlation of test error with the trace is positive, with CKA negative and with mc
+    negative (the paper names PINNs as an exception for the trace)."""
+    mc = ctx.thresholds.mc_metric
+    need = ["test_error", "hessian_trace", "cka", mc]
+    if not all(_has(cells, c) for c in need):
+        return Verdict(NOT_TESTABLE, "needs " + ", ".join(c for c in need if not _has(cells, c)))
+    r_trace = _spearman(cells["test_error"], cells["hessian_trace"])
+    r_cka = _spearman(cells["test_error"], cells["cka"])
+    r_mc = _spearman(cells["test_error"], cells[mc])
+    ok = r_trace > 0 and r_cka < 0 and r_mc < 0
+    return Verdict(REPRODUCED if ok else NOT_REPRODUCED,
+                   f"Spearman ρ with test error: trace {_fmt(r_trace)}, CKA {_fmt(r_cka)}, {mc} {_fmt(r_mc)}")
+
+
+def pinn_good_is_sharp(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """PINNs only: the well-performing cells have the high Hessian traces (Spearman correlation
+    of test error with the trace is negative)."""
+    if ctx.task != "pde_convection":
+        return Verdict(NOT_TESTABLE, "a claim about PINN zoos")
+    if not _has(cells, "hessian_trace"):
+        return Verdict(NOT_TESTABLE, "no hessian_trace")
+    r = _spearman(cells["test_error"], cells["hessian_trace"])
+    return Verdict(REPRODUCED if r < 0 else NOT_REPRODUCED, f"Spearman ρ(test error, trace) = {_fmt(r)}")
+
+
+def transformer_corner(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Transformers show a sharp transition in the high-temperature, low-load corner; ResNets and
+    PINNs do not. Measured as the change of test error over the last temperature step into the
+    corner cell (smallest load, largest temperature), as a fraction of the zoo's test-error range;
+    "sharp" means at least :data:`SHARP_STEP`. Reproduced when a ViT/GPT zoo is sharp or another
+    zoo is not. For PINNs the load axis is β, where the corner is the smallest β."""
+    ok = cells.dropna(subset=["test_error"])
+    loads = sorted(ok[ctx.load].unique())
+    temps = sorted(ok[ctx.temperature].unique())
+    if len(temps) < 2 or not loads:
+        return Verdict(NOT_TESTABLE, "needs two temperatures")
+    at = ok.set_index([ctx.load, ctx.temperature])["test_error"]
+    # the low-load end: the smallest model; for β (PINN), the smallest coefficient (easiest PDE)
+    load0 = loads[0]
+    key, prev = (load0, temps[-1]), (load0, temps[-2])
+    if key not in at.index or prev not in at.index:
+        return Verdict(NOT_TESTABLE, "corner cells missing")
+    span = float(ok["test_error"].max() - ok["test_error"].min())
+    step = float(at.loc[key] - at.loc[prev]) / span if span > 0 else 0.0
+    sharp = abs(step) >= SHARP_STEP
+    transformer = ctx.arch in ("vit", "gpt")
+    status = REPRODUCED if sharp == transformer else NOT_REPRODUCED
+    return Verdict(status, f"{'transformer' if transformer else ctx.arch}: test error {_fmt(at.loc[prev])} → "
+                           f"{_fmt(at.loc[key])} from {ctx.temperature} {temps[-2]} to {temps[-1]} at "
+                           f"{ctx.load} {load0}, {_fmt(step)} of the zoo's range ({'sharp' if sharp else 'smooth'})")
+
+
+# ---------------------------------------------------------------------------------------------
+# §4.2: phases of downstream methods
+
+
+def finetune_phase_iv(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Transfer: phase-IV cells reach a higher full fine-tuning accuracy on the target task than
+    the other phases (mean over cells)."""
+    return _compare_groups(cells, "finetune_full_acc", WELL_TRAINED, ("I", "II", "III"), "IV", "I–III")
+
+
+def pruning_phase_iv(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Pruning: at high sparsity (0.9, no fine-tuning) phase-IV cells keep a higher score than the
+    other phases."""
+    col = f"prune_acc_{PRUNE_SPARSITY:g}"
+    return _compare_groups(cells, col, WELL_TRAINED, ("I", "II", "III"), "IV", "I–III")
+
+
+def ensemble_connected(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Ensembling gains more where the seeds' minima are connected (phases II and IV, mc ≥ −τ)
+    than where a barrier separates them (phases I and III)."""
+    return _compare_groups(cells, "ensemble_gain", CONNECTED_PHASES, BARRIER_PHASES, "II/IV", "I/III")
+
+
+def ensemble_region_larger(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """The high-performance region of ensembles is larger than that of single models: more cells
+    have an ensemble score at or above q than a mean member score at or above q, where q is the
+    mean member score of the zoo's best quarter of cells."""
+    if not _has(cells, "ensemble_acc"):
+        return Verdict(NOT_TESTABLE, "no ensemble_acc in this zoo")
+    ok = cells.dropna(subset=["ensemble_acc", "test_error"])
+    score = 1.0 - ok["test_error"]
+    q = float(score[score >= score.quantile(0.75)].mean())
+    n_member, n_ens = int((score >= q).sum()), int((ok["ensemble_acc"] >= q).sum())
+    return Verdict(REPRODUCED if n_ens > n_member else NOT_REPRODUCED,
+                   f"cells with score ≥ {_fmt(q)}: {n_member} as single models, {n_ens} as ensembles (of {len(ok)})")
+
+
+def wise_ft_high_temperature(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Wise-FT (averaging the last checkpoints) gains more in the rugged phases I/II than in IV."""
+    return _compare_groups(cells, "wise_ft_gain", ("I", "II"), WELL_TRAINED, "I/II", "IV")
+
+
+def rebasin_connected(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
+    """Re-basin averaging of two seeds loses less where they are connected (II/IV) than across a
+    barrier (I/III)."""
+    return _compare_groups(cells, "rebasin_gain", CONNECTED_PHASES, BARRIER_PHASES, "II/IV", "I/III")
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("phases_emerge", "4.1", "Phases and phase transitions emerge in every zoo.", phases_emerge),
+    Claim("best_phase_is_ivb", "4.1", "Phase IV-B holds the best test performance.", best_phase_is_ivb),
+    Claim("best_inside_low_loss", "4.1",
+          "The best test performance lies inside the low-train-loss region, which is larger.", best_inside_low_loss),
+    Claim("metrics_track_test", "4.1",
+          "Low Hessian trace, high CKA and a small mc barrier go with high test performance.", metrics_track_test),
+    Claim("pinn_good_is_sharp", "4.1", "In PINN zoos the well-performing cells have high Hessian traces.",
+          pinn_good_is_sharp),
+    Claim("transformer_corner", "4.1",
+          "Transformers have a sharp transition at high temperature and low load; ResNets and PINNs do not.",
+          transformer_corner),
+    Claim("finetune_phase_iv", "4.2", "Phase-IV models adapt better when fine-tuned to another task.",
+          finetune_phase_iv),
+    Claim("pruning_phase_iv", "4.2", "Phase-IV models keep their performance better under high sparsity.",
+          pruning_phase_iv),
+    Claim("ensemble_connected", "4.2", "Ensembles gain more where the seeds' minima are well connected.",
+          ensemble_connected),
+    Claim("ensemble_region_larger", "4.2",
+          "The high-performance region of ensembles is larger than that of single models.", ensemble_region_larger),
+    Claim("wise_ft_high_temperature", "4.2", "Wise-FT helps most in the rugged phases (I, II), little in IV.",
+          wise_ft_high_temperature),
+    Claim("rebasin_connected", "4.2", "Re-basin averaging works where mode connectivity has no barrier.",
+          rebasin_connected),
+)
+
+
+def zoo_context(spec, profile: str) -> ZooContext:
+    return ZooContext(spec.name, spec.task, spec.arch, spec.load_axis, spec.temperature_axis,
+                      spec.profile(profile).phases)
+
+
+def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
+    """One row per claim for one zoo's cells: section, key, statement, status, evidence."""
+    rows = []
+    for claim in claims:
+        v = claim.check(cells, ctx)
+        rows.append({"section": claim.section, "claim": claim.key, "statement": claim.statement,
+                     "zoo": ctx.name, "status": v.status, "evidence": v.evidence})
+    return pd.DataFrame(rows)
+
+
+def check_claims(specs: Sequence, profile: str, root: str | Path, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
+    """Every claim on every (trained and measured) zoo: one row per claim and zoo."""
+    from phasezoo.report import zoo_cells
+
+    return pd.concat([check_cells(zoo_cells(s, profile, root), zoo_context(s, profile), claims) for s in specs],
+                     ignore_index=True)
+
+
+SYMBOLS = {REPRODUCED: "✔", NOT_REPRODUCED: "✘", NOT_TESTABLE: "–"}
+
+
+def claims_matrix(results: pd.DataFrame) -> pd.DataFrame:
+    """Claims down, zoos across, each cell ✔ (reproduced), ✘ (not reproduced) or – (not testable)."""
+    m = results.assign(mark=results["status"].map(SYMBOLS))
+    out = m.pivot(index=["section", "statement"], columns="zoo", values="mark")
+    order = {c.statement: i for i, c in enumerate(CLAIMS)}
+    return out.sort_index(key=lambda idx: idx.map(order) if idx.name == "statement" else idx)[
+        list(dict.fromkeys(results["zoo"]))]

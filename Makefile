@@ -11,7 +11,7 @@ ZOOS   ?= digits-resnet18 digits-vit text-gpt convection-pinn
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test book train table bench clean
+.PHONY: setup test book check-book train table bench clean
 
 # Idempotent: the virtual environment is (re)built only when pyproject.toml changes.
 setup: $(STAMP)
@@ -26,8 +26,9 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # Train the default embedded zoos, compute their loss-landscape metrics and run the downstream
-# methods (finished work is skipped), then print their tables, phase maps and weight-space
-# probes, with the wall time of each stage.
+# methods (finished work is skipped), printing each zoo's phase map and the wall time of each
+# stage; then execute every notebook for these zoos into book/executed/ (papermill) and build
+# the Jupyter Book strictly to book/_build/html (phasezoo book).
 book: setup
 	@for zoo in $(ZOOS); do \
 	  start=$$(date +%s); \
@@ -37,14 +38,18 @@ book: setup
 	  echo "stage metrics: $$(( $$(date +%s) - mid )) s"; mid=$$(date +%s); \
 	  $(BIN)/phasezoo downstream $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) || exit $$?; \
 	  echo "stage downstream: $$(( $$(date +%s) - mid )) s"; \
-	  $(BIN)/phasezoo table $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	  $(BIN)/phasezoo phases $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
-	  $(BIN)/phasezoo probe $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	done
 	$(BIN)/phasezoo summary $(ZOOS) --profile $(PROFILE) --root $(ROOT)
+	$(BIN)/phasezoo book $(ZOOS) --profile $(PROFILE) --root $(ROOT) --device $(DEVICE)
+
+# Open the built book's index, comparison and phase pages in headless Chromium (Debian's
+# `chromium`): fails when a page does not load or an image on it has zero size.
+check-book: setup
+	$(BIN)/python -m phasezoo.browser book/_build/html --screenshots book/_build/screenshots
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache book/_build book/executed

@@ -59,35 +59,4 @@ def test_find_notebook_and_parse_parameters(tmp_path):
     assert parse_parameters([["zoo", "digits-vit"], ["n", "3"], ["flag", "true"], ["xs", "[1, 2]"]]) == {
         "zoo": "digits-vit", "n": 3, "flag": True, "xs": [1, 2]}
 
-
-@pytest.mark.slow
-def test_every_book_notebook_runs_headless_on_a_small_zoo(tmp_path):
-    """Each notebook in notebooks/ executes under papermill with a tiny trained and measured zoo
-    as its parameters, and draws at least one figure."""
-    from pathlib import Path
-
-    from phasezoo.metrics import compute_metrics
-    from phasezoo.spec import load_spec
-    from phasezoo.zoo import train_zoo
-    from tests.conftest import write_spec
-    from tests.test_domains import _CHEAP, TINY_DOMAIN_SPECS
-
-    spec_path = write_spec(tmp_path, TINY_DOMAIN_SPECS["pinn"] + _CHEAP, "tiny-pinn.yaml")
-    spec = load_spec(spec_path)
-    root = tmp_path / "zoos"
-    train_zoo(spec, "smoke", root, device="cpu")
-    compute_metrics(spec, "smoke", root, device="cpu")
-    from phasezoo.downstream.runner import run_downstream
-
-    run_downstream(spec, "smoke", root, device="cpu")
-    notebooks = sorted(Path("notebooks").glob("*.py"))
-    assert len(notebooks) >= 4
-    for source in notebooks:
-        out = run_notebook(source, tmp_path / f"{source.stem}.ipynb",
-                           {"zoo": str(spec_path), "profile": "smoke", "root": str(root), "device": "cpu"},
-                           timeout=300)
-        cells = json.loads(out.read_text())["cells"]
-        outputs = [o for c in cells for o in c.get("outputs", [])]
-        assert not [o for o in outputs if o.get("output_type") == "error"]
-        if source.stem != "04_probe":  # the probe notebook shows tables
-            assert any("image/png" in o.get("data", {}) for o in outputs), f"{source.name} drew no figure"
+# Every notebook is executed headless on a small trained zoo in tests/test_book.py (the book build).

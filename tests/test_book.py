@@ -1,0 +1,241 @@
+"""The book: Tables 2-4 from the specs, the claim checks, the cross-zoo figure, and an end-to-end
+build (every notebook under papermill, jupyter-book -W, pages opened in headless Chromium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from phasezoo.book import PAGES, retitle, zoo_slug
+from phasezoo.claims import (CLAIMS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, ZooContext, best_inside_low_loss,
+                             best_phase_is_ivb, check_cells, claims_matrix, ensemble_connected,
+                             metrics_track_test, phases_emerge, transformer_corner)
+from phasezoo.landscape.phases import PhaseThresholds
+from phasezoo.report import hyperparameter_table
+from phasezoo.spec import list_zoos, load_spec
+
+# ------------------------------------------------------------------------------------------
+# Tables 2-4
+
+
+def test_hyperparameter_tables_come_from_the_specs():
+    specs = [load_spec(z) for z in list_zoos()]
+    paper = hyperparameter_table(specs, "paper")
+    assert set(paper.columns) == {s.name for s in specs if "paper" in s.profiles}
+    r18 = paper["cifar10-resnet18"]
+    assert (r18["members"], r18["optimizer"], r18["learning rate"], r18["momentum"], r18["weight decay"],
+            r18["epochs"]) == ("192", "sgd", "0.1", "0.9", "0.0005", "150")
+    assert r18["load"] == "width: 2, 4, …, 256 (8 values)"
+    assert r18["temperature"] == "batch_size: 8, 16, …, 1024 (8 values)"
+    assert paper["cifar100-vit"]["weight decay"] == "0.05" and paper["cifar10-vit"]["weight decay"] == "0.0005"
+    assert "randaugment" in paper["cifar100-vit"]["augmentation"]
+    assert paper["openwebtext-gpt2"]["members"] == "192" and paper["openwebtext-gpt2"]["seeds"] == "1, 2, 3"
+    pinn = paper["convection-pinn"]
+    assert (pinn["members"], pinn["optimizer"], pinn["learning rate"]) == ("420", "lbfgs", "grid axis")
+    assert "history_size=50" in pinn["optimizer options"]
+    # every member count is the product of the grid, as the spec expands it
+    for s in specs:
+        if "paper" in s.profiles:
+            assert paper[s.name]["members"] == str(len(s.members("paper")))
+
+
+# ------------------------------------------------------------------------------------------
+# claims, on hand-made cell tables
+
+
+def _cells(phases, test_error, **cols):
+    """A 3 x 3 grid (load 1..3 up, temperature 10..30 across) with the given per-cell values."""
+    n = len(phases)
+    load = np.repeat([1, 2, 3], 3)[:n]
+    temp = np.tile([10, 20, 30], 3)[:n]
+    df = pd.DataFrame({"load": load, "temp": temp, "phase": phases, "test_error": test_error})
+    for k, v in cols.items():
+        df[k] = v
+    return df
+
+
+CTX = ZooContext("z", "classification", "resnet18", "load", "temp", PhaseThresholds(train_loss=0.5, mc_metric="mc_error"))
+
+
+def test_phase_claims_follow_their_rules():
+    good = _cells(["I", "I", "II", "III", "IV-A", "II", "IV-B", "IV-B", "IV-A"],
+                  [0.8, 0.7, 0.6, 0.5, 0.3, 0.6, 0.1, 0.12, 0.35])
+    assert phases_emerge(good, CTX).status == REPRODUCED
+    assert phases_emerge(good.assign(phase="I"), CTX).status == NOT_REPRODUCED
+    assert best_phase_is_ivb(good, CTX).status == REPRODUCED
+    worse = good.assign(test_error=good["test_error"][::-1].to_numpy())
+    assert best_phase_is_ivb(worse, CTX).status == NOT_REPRODUCED
+    assert best_phase_is_ivb(good[good["phase"] != "IV-B"], CTX).status == NOT_TESTABLE
+
+    # the best quarter (3 cells: 0.1, 0.12, 0.3) inside a larger low-loss region (5 cells)
+    loss = [0.9, 0.9, 0.9, 0.9, 0.2, 0.9, 0.1, 0.1, 0.3]
+    assert best_inside_low_loss(good.assign(train_loss=loss), CTX).status == REPRODUCED
+    loss_out = list(loss)
+    loss_out[4] = 0.9  # the 0.3-error cell leaves the low-loss region
+    assert best_inside_low_loss(good.assign(train_loss=loss_out), CTX).status == NOT_REPRODUCED
+
+    err = np.array(good["test_error"])
+    tracked = good.assign(hessian_trace=10 + 100 * err, cka=1 - err, mc_error=-err)
+    v = metrics_track_test(tracked, CTX)
+    assert v.status == REPRODUCED and "trace 1" in v.evidence
+    assert metrics_track_test(tracked.assign(cka=err), CTX).status == NOT_REPRODUCED
+    assert metrics_track_test(good, CTX).status == NOT_TESTABLE
+
+
+def test_transformer_corner_and_downstream_claims():
+    # corner = smallest load (1), largest temperature (30): error jumps 0.2 -> 0.9 of a 0.1..0.9 range
+    cells = _cells(["I"] * 4 + ["IV-B"] * 5, [0.2, 0.2, 0.9, 0.15, 0.15, 0.2, 0.1, 0.1, 0.15])
+    vit = ZooContext("v", "classification", "vit", "load", "temp", PhaseThresholds())
+    assert transformer_corner(cells, vit).status == REPRODUCED
+    assert transformer_corner(cells, CTX).status == NOT_REPRODUCED  # a ResNet should stay smooth
+    smooth = cells.assign(test_error=[0.2, 0.2, 0.25, 0.15, 0.15, 0.2, 0.1, 0.1, 0.9])
+    assert transformer_corner(smooth, CTX).status == REPRODUCED
+
+    gains = cells.assign(ensemble_gain=[0.0] * 4 + [0.05] * 5)
+    assert ensemble_connected(gains, CTX).status == REPRODUCED
+    assert ensemble_connected(gains.assign(ensemble_gain=-gains["ensemble_gain"]), CTX).status == NOT_REPRODUCED
+    assert ensemble_connected(cells, CTX).status == NOT_TESTABLE
+
+
+def test_every_claim_runs_and_the_matrix_has_one_mark_per_claim_and_zoo():
+    cells = _cells(["I", "II", "III", "IV-A", "IV-B", "IV-B", "I", "II", "III"],
+                   [0.9, 0.6, 0.5, 0.3, 0.1, 0.12, 0.8, 0.6, 0.4], train_loss=0.1, hessian_trace=5.0,
+                   cka=0.5, mc_error=-0.1)
+    a = check_cells(cells, CTX)
+    b = check_cells(cells, ZooContext("y", "pde_convection", "pinn", "load", "temp", PhaseThresholds()))
+    assert list(a["claim"]) == [c.key for c in CLAIMS]
+    assert set(a["status"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE}
+    m = claims_matrix(pd.concat([a, b]))
+    assert m.shape == (len(CLAIMS), 2) and list(m.columns) == ["z", "y"]
+    assert set(m.to_numpy().ravel()) <= {"✔", "✘", "–"}
+
+
+# ------------------------------------------------------------------------------------------
+# the cross-zoo figure
+
+
+def test_comparison_plot_has_one_row_per_zoo_and_boundaries_on_every_panel():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from phasezoo.plots import BOUNDARY_LABEL, PANEL_PREFIX, comparison_plot
+
+    a = _cells(["I", "I", "IV-B"] * 3, [0.5, 0.4, 0.1] * 3, train_loss=1.0, hessian_trace=10.0, cka=0.9,
+               mc_error=-0.1)
+    b = a.drop(columns=["cka"]).assign(mc_loss=0.1)
+    fig = comparison_plot([("a", a, "load", "temp", "mc_error"), ("b", b, "load", "temp", "mc_loss")])
+    panels = [ax for ax in fig.axes if ax.get_label().startswith(PANEL_PREFIX)]
+    assert len(panels) == 11  # 6 for a, 5 for b (no CKA)
+    assert all(any(c.get_label() == BOUNDARY_LABEL for c in ax.collections) for ax in panels)
+    assert "panel:mc_loss" in {ax.get_label() for ax in panels}
+    assert any(t.get_text() == "no cka" for ax in fig.axes for t in ax.texts)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------
+# book pages
+
+
+def test_retitle_names_the_zoo_and_keeps_the_old_title(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_markdown_cell("# Phases of a zoo\n\nText.")])
+    path = tmp_path / "p.ipynb"
+    nbformat.write(nb, path)
+    retitle(path, "digits-vit")
+    src = nbformat.read(path, as_version=4).cells[1].source
+    assert src.startswith("# digits-vit\n") and "*Phases of a zoo*" in src and src.count("\n# ") == 0
+    assert zoo_slug("/tmp/x/tiny-pinn.yaml") == "tiny-pinn" and zoo_slug("digits-vit") == "digits-vit"
+
+
+def test_every_notebook_is_a_page_of_the_book():
+    assert sorted(p.notebook for p in PAGES) == sorted(p.stem for p in Path("notebooks").glob("*.py"))
+    toc = Path("book/_toc.yml").read_text()
+    for page in PAGES:
+        folder = page.target.rsplit("/", 1)[0] if page.per_zoo else page.target
+        assert (f"glob: {folder}/*" if page.per_zoo else f"file: {folder}") in toc, page
+
+
+def _chromium_or_skip():
+    from phasezoo.browser import find_chromium
+
+    chromium = find_chromium()
+    if not chromium:
+        if os.environ.get("PHASEZOO_REQUIRE_CHROMIUM"):
+            pytest.fail("PHASEZOO_REQUIRE_CHROMIUM is set but no Chromium was found")
+        pytest.skip("no Chromium (apt-get install chromium); .ci/run installs it and requires this check")
+    return chromium
+
+
+@pytest.mark.slow
+def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
+    """Train, measure and run downstream on a tiny three-cell PINN zoo; execute every notebook into
+    a copy of the book under papermill; build it with jupyter-book -W; open the index and the
+    phase pages in headless Chromium and require text and non-empty images."""
+    from phasezoo.book import build_html, execute_pages
+    from phasezoo.browser import book_pages, check_pages
+    from phasezoo.downstream.runner import run_downstream
+    from phasezoo.metrics import compute_metrics
+    from phasezoo.zoo import train_zoo
+    from tests.conftest import write_spec
+    from tests.test_domains import _CHEAP, PINN_SPEC
+
+    # three cells: the weight-space probe needs three grid cells to split and cross-validate
+    text = PINN_SPEC.replace("epochs: 3", "epochs: 2").replace(
+        "grid: {beta: [1, 30], lr: [1.0], seed: [0]}", "grid: {beta: [1, 10, 30], lr: [1.0], seed: [0, 1]}") + _CHEAP
+    spec_path = write_spec(tmp_path, text, "tiny-pinn.yaml")
+    spec = load_spec(spec_path)
+    assert len(spec.members("smoke")) == 6
+    root = tmp_path / "zoos"
+    train_zoo(spec, "smoke", root, device="cpu")
+    compute_metrics(spec, "smoke", root, device="cpu")
+    run_downstream(spec, "smoke", root, device="cpu")
+
+    book = tmp_path / "book"
+    shutil.copytree("book", book, ignore=shutil.ignore_patterns("_build", "executed"))
+    written = execute_pages([str(spec_path)], "smoke", root, book_dir=book, device="cpu", timeout=300,
+                            log=lambda _: None)
+    assert len(written) == len(PAGES)
+    for nb_path in written:
+        outputs = [o for c in json.loads(nb_path.read_text())["cells"] for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.get("output_type") == "error"], nb_path
+        if nb_path.parent.name in ("phases", "downstream", "appendix") or nb_path.stem == "comparison":
+            assert any("image/png" in o.get("data", {}) for o in outputs), f"{nb_path} drew no figure"
+    index = build_html(book)
+    html = index.parent
+    assert (html / "executed" / "phases" / "tiny-pinn.html").is_file()
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()  # formulas render offline
+
+    chromium = _chromium_or_skip()
+    reports = check_pages(html, book_pages(html), chromium=chromium)
+    assert [r.path for r in reports] == ["index.html", "executed/comparison.html", "executed/phases/tiny-pinn.html"]
+    for r in reports:
+        assert r.ok, r
+    assert all(len(r.images) >= 1 for r in reports[1:])
+
+
+def test_the_chromium_check_fails_on_a_broken_image_and_a_missing_page(tmp_path):
+    from phasezoo.browser import check_pages
+
+    chromium = _chromium_or_skip()
+    from PIL import Image
+
+    Image.new("RGB", (20, 10), "red").save(tmp_path / "ok.png")
+    (tmp_path / "good.html").write_text("<html><body><p>text</p><img src='ok.png'></body></html>")
+    (tmp_path / "broken.html").write_text("<html><body><p>text</p><img src='missing.png'></body></html>")
+    (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=good.html" />')
+    good, broken, missing, index = check_pages(tmp_path, ["good.html", "broken.html", "nope.html", "index.html"],
+                                               chromium=chromium, screenshots=tmp_path / "shots")
+    assert good.ok and good.images[0]["natural"] == [20, 10]
+    assert not broken.ok and broken.bad_images
+    assert not missing.ok and not missing.loaded
+    assert index.ok and index.url.endswith("good.html")
+    assert Path(good.screenshot).stat().st_size > 0

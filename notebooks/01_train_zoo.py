@@ -36,3 +36,15 @@ history = zoo_history(spec, profile, root)
 columns = [c for c in ("train_loss", "test_loss", "test_acc", "test_error", "test_ppl") if c in history]
 fig = learning_curves(history, spec.load_axis, spec.temperature_axis, columns[:3], title=f"{zoo}/{profile}")
 plt.show()
+
+# %% [markdown]
+# ## Every member: configuration, final results, metrics, downstream results and phase
+
+# %%
+import pandas as pd
+from IPython.display import display
+
+from phasezoo.zoo import zoo_table
+
+with pd.option_context("display.max_columns", None, "display.max_rows", None):
+    display(zoo_table(spec, profile, root))

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -85,10 +86,12 @@ def retitle(path: str | Path, title: str) -> None:
 
 def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_dir: str | Path = BOOK_DIR,
                   notebook_dir: str | Path = NOTEBOOK_DIR, device: str = "auto", pages: Sequence[Page] = PAGES,
-                  timeout: int | None = 1800, log: Callable[[str], None] = print) -> list[Path]:
-    """Execute every page's notebook (per zoo where it is per-zoo) into ``book_dir``; the
-    ``executed/`` folder is cleared first so pages of zoos no longer built do not linger.
-    Returns the written notebooks."""
+                  timeout: int | None = 1800, workers: int = 2,
+                  log: Callable[[str], None] = print) -> list[Path]:
+    """Execute every page's notebook (per zoo where it is per-zoo) into ``book_dir``, ``workers``
+    kernels at a time; the ``executed/`` folder is cleared first so pages of zoos no longer built
+    do not linger. Returns the written notebooks, in :data:`PAGES` order. The first failing
+    notebook raises its one-line error once the running ones have finished."""
     if not zoos:
         raise PhaseZooError("no zoos to put in the book")
     book_dir = Path(book_dir)
@@ -103,15 +106,20 @@ def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_d
             jobs += [(source, page.target.format(zoo=zoo_slug(z)), {**common, "zoo": z}, zoo_slug(z)) for z in zoos]
         else:
             jobs.append((source, page.target, {**common, "zoos": list(zoos)}, None))
-    written = []
-    for k, (source, target, params, title) in enumerate(jobs, 1):
+
+    def run(job) -> Path:
+        source, target, params, title = job
         out = book_dir / f"{target}.ipynb"
         start = time.perf_counter()
         run_notebook(source, out, params, cwd=Path.cwd(), timeout=timeout)
         if title:
             retitle(out, title)
-        log(f"[{k}/{len(jobs)}] {source.name} -> {out} ({time.perf_counter() - start:.0f} s)")
-        written.append(out)
+        log(f"{source.name} -> {out} ({time.perf_counter() - start:.0f} s)")
+        return out
+
+    # each notebook runs in its own kernel process; the threads only wait on them
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        written = list(pool.map(run, jobs))
     return written
 
 

@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
     p.add_argument("--book", type=Path, default=Path("book"), help="the book folder (default: book)")
     p.add_argument("--device", default="auto", help="device the notebooks may use (default: auto)")
+    p.add_argument("--workers", type=int, default=2, help="notebooks executed at a time (default 2)")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks only, do not run jupyter-book")
 
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
@@ -165,7 +166,10 @@ def run(argv: list[str] | None = None) -> int:
         for sp in specs:
             _check_profile(sp, args.profile)
         start = time.perf_counter()
-        execute_pages(args.zoos, args.profile, args.root, book_dir=args.book, device=args.device)
+        if args.workers < 1:
+            raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
+        execute_pages(args.zoos, args.profile, args.root, book_dir=args.book, device=args.device,
+                      workers=args.workers)
         print(f"stage notebooks: {time.perf_counter() - start:.0f} s")
         if not args.no_build:
             start = time.perf_counter()

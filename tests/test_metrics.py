@@ -57,6 +57,8 @@ def test_table_gains_metric_columns_and_phase(trained):
     assert df["cka"].nunique() == 1  # a cell value, repeated on each member of the cell
     assert df["phase"].iloc[0] in ("I", "II", "III", "IV-A", "IV-B")
     assert df["phase"].nunique() == 1
+    # the configured rate, not the one-cycle schedule's rate at the last step
+    assert (df["lr"] == 0.1).all() and (df["lr_last"] < 1e-4).all()
 
 
 def test_changed_settings_are_recomputed(trained, tmp_path):

@@ -5,7 +5,7 @@ The notebooks live in ``notebooks/`` as jupytext ``py:percent`` files, each with
 jupytext first, then executes it with papermill, which injects the given parameters in a cell
 after the ``parameters`` cell. The same by hand::
 
-    jupytext --to ipynb notebooks/02_phases.py -o /tmp/02_phases.ipynb
+    jupytext --to ipynb --set-kernel python3 notebooks/02_phases.py -o /tmp/02_phases.ipynb
     papermill /tmp/02_phases.ipynb out.ipynb -p zoo digits-vit -p profile mini
 """
 

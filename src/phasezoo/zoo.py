@@ -112,7 +112,8 @@ def zoo_table(
     """One row per planned member: its grid coordinates, status and results at ``epoch``
     (``"last"``: each member's last recorded epoch). Missing values are NaN.
 
-    ``gen_gap`` is test error minus train error at that epoch (for classification: train
+    ``lr`` is the configured learning rate; ``lr_last`` the scheduled rate at the epoch's last
+    step. ``gen_gap`` is test error minus train error at that epoch (for classification: train
     accuracy minus test accuracy; for PINNs: the gap of relative L2 errors). The grid axes of
     the zoo (e.g. ``model_dim``, ``beta``) are columns too. The loss-landscape
     columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``, ``mc_loss``,
@@ -131,7 +132,9 @@ def zoo_table(
         chosen = results[-1] if (results and epoch == "last") else next(
             (r for r in results if r["epoch"] == epoch), None)
         if chosen is not None:
-            row.update({k: v for k, v in chosen.items()})
+            # the record's "lr" is the schedule's rate at the last step; the table's "lr" stays
+            # the configured rate (a grid axis for PINNs), the record's goes to "lr_last"
+            row.update({("lr_last" if k == "lr" else k): v for k, v in chosen.items()})
         rows.append(row)
     df = pd.DataFrame(rows)
     for col in ("epoch", *TABLE_RESULT_COLUMNS):

@@ -85,6 +85,9 @@ def test_phase_claims_follow_their_rules():
     tracked = good.assign(hessian_trace=10 + 100 * err, cka=1 - err, mc_error=-err)
     v = metrics_track_test(tracked, CTX)
     assert v.status == REPRODUCED and "trace 1" in v.evidence
+    # |mc| counts: a positive mc (under-trained end points) is as bad as a barrier
+    assert metrics_track_test(tracked.assign(mc_error=err), CTX).status == REPRODUCED
+    assert metrics_track_test(tracked.assign(mc_error=0.5 - err), CTX).status == NOT_REPRODUCED
     assert metrics_track_test(tracked.assign(cka=err), CTX).status == NOT_REPRODUCED
     assert metrics_track_test(good, CTX).status == NOT_TESTABLE
 

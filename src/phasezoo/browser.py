@@ -110,6 +110,9 @@ class _DevTools:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
                 targets = [t for t in json.load(r) if t.get("type") == "page"]
             if not targets:
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise PhaseZooError(f"{chromium} opened no page within {timeout:g} s")
                 time.sleep(0.1)
         self.ws = websocket.create_connection(targets[0]["webSocketDebuggerUrl"], timeout=timeout,
                                               suppress_origin=True)

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
-    p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist)")
+    p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist, or be empty)")
     p.add_argument("--format", default="ptmz", choices=["ptmz"],
                    help="ptmz: the authors' ray.tune layout (params.json, result.json, checkpoint_*)")
     return parser

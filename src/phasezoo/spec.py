@@ -38,11 +38,15 @@ Schema (all keys are checked; unknown keys are errors)::
       cka: {method: per_batch, batch_size: 128, num_batches: 10}
       mode_connectivity: {optimizer: sgd, epochs: 10, lr: 0.1, momentum: 0.9, weight_decay: 0.0,
                           batch_size: 128, num_t: 5, seed: 0}   # optimizer: sgd | adam
+    downstream:                     # downstream settings (defaults: DOWNSTREAM_DEFAULTS)
+      prune: {sparsities: [0.5, 0.7, 0.9, 0.95, 0.99], finetune_epochs: 1, lr: 0.01, batch_size: 128}
+      wise_ft: {k: 3}
+      finetune: {target: digits-rot90, epochs: 3, batch_size: 128}
     phases: {train_loss: 0.1, hessian_trace: 100, mc: 0.02, cka: 0.9, mc_metric: mc_error}
     profiles:
-      paper: {grid: {width: [...], batch_size: [...], seed: [0, 1, 2]}}
-      mini:  {grid: {...}, training: {epochs: 15}}    # training, metrics and phases overrides
-                                                      # merge key by key
+      paper: {description: one line, grid: {width: [...], batch_size: [...], seed: [0, 1, 2]}}
+      mini:  {grid: {...}, training: {epochs: 15}}    # training, metrics, downstream and phases
+                                                      # overrides merge key by key
 """
 
 from __future__ import annotations

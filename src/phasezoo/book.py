@@ -119,8 +119,7 @@ def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_d
 
     # each notebook runs in its own kernel process; the threads only wait on them
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        written = list(pool.map(run, jobs))
-    return written
+        return list(pool.map(run, jobs))
 
 
 def jupyter_book_command() -> list[str]:

@@ -136,6 +136,16 @@ def _check_profile(spec, profile: str) -> None:
     spec.profile(profile)  # raises a one-line SpecError naming the valid profiles
 
 
+def _load_specs(zoos: list[str], profile: str) -> list:
+    """The specs of several zoos, each checked to have ``profile`` (commands over many zoos)."""
+    from phasezoo.spec import load_spec
+
+    specs = [load_spec(z) for z in zoos]
+    for spec in specs:
+        _check_profile(spec, profile)
+    return specs
+
+
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imports are deferred so that `phasezoo --help` and `phasezoo zoos` stay quick.
@@ -162,12 +172,10 @@ def run(argv: list[str] | None = None) -> int:
 
         from phasezoo.book import build_html, execute_pages
 
-        specs = [load_spec(z) for z in args.zoos]
-        for sp in specs:
-            _check_profile(sp, args.profile)
-        start = time.perf_counter()
+        _load_specs(args.zoos, args.profile)
         if args.workers < 1:
             raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
+        start = time.perf_counter()
         execute_pages(args.zoos, args.profile, args.root, book_dir=args.book, device=args.device,
                       workers=args.workers)
         print(f"stage notebooks: {time.perf_counter() - start:.0f} s")
@@ -180,9 +188,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "summary":
         from phasezoo.report import summary_table
 
-        specs = [load_spec(z) for z in args.zoos]
-        for sp in specs:
-            _check_profile(sp, args.profile)
+        specs = _load_specs(args.zoos, args.profile)
         table = summary_table(specs, args.profile, args.root)
         if not _write_csv(table, args.csv):
             print(table.to_string(index=False))

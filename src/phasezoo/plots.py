@@ -112,6 +112,14 @@ def phase_boundaries(labels: pd.DataFrame) -> list[Segment]:
     return segs
 
 
+def _labels_and_boundaries(cells: pd.DataFrame, load: str, temp: str) -> tuple[pd.DataFrame | None, list[Segment]]:
+    """The phase-label grid of ``cells`` and its boundaries; ``(None, [])`` without phases."""
+    if not ("phase" in cells and cells["phase"].notna().any()):
+        return None, []
+    labels = label_grid(cells, load, temp)
+    return labels, phase_boundaries(labels)
+
+
 def _present(cells: pd.DataFrame, col: str) -> bool:
     return col in cells and pd.to_numeric(cells[col], errors="coerce").notna().any()
 
@@ -260,9 +268,7 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     missing = [m for m in metrics if m not in cells]
     if missing:
         raise KeyError(f"no column {missing[0]!r} in the cell table")
-    has_phase = "phase" in cells and cells["phase"].notna().any()
-    labels = label_grid(cells, load, temp) if has_phase else None
-    segments = phase_boundaries(labels) if labels is not None else []
+    labels, segments = _labels_and_boundaries(cells, load, temp)
     panels: list[str] = (["phase"] if phases and labels is not None else []) + metrics
     if not panels:
         raise ValueError("nothing to plot: no metric columns and no phase labels")
@@ -316,9 +322,7 @@ def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
     fig, axes = plt.subplots(len(zoos), ncols, figsize=(3.6 * ncols, 3.0 * len(zoos)), squeeze=False,
                              layout="constrained")
     for row, (title, cells, load, temp, mc_metric) in zip(axes, zoos):
-        has_phase = "phase" in cells and cells["phase"].notna().any()
-        labels = label_grid(cells, load, temp) if has_phase else None
-        segments = phase_boundaries(labels) if labels is not None else []
+        labels, segments = _labels_and_boundaries(cells, load, temp)
         for ax, name in zip(row, panels):
             column = mc_metric if name == "mc" else name
             if (column == "phase" and labels is None) or (column != "phase" and not _present(cells, column)):

@@ -62,14 +62,14 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
     the union of the zoos' tasks' columns (empty where a task has no such metric)."""
     from phasezoo.zoo import zoo_table
 
+    def num(x: float) -> str:  # `digits` decimals; values that would print as 0.00 keep `digits` digits
+        return f"{x:.{digits}f}" if x == 0 or abs(x) >= 10 ** -digits else f"{x:.{digits}g}"
+
     rows = []
     for spec in specs:
         df = zoo_table(spec, profile, root)
         done = df[df["status"] == "done"]
         row = {"zoo": spec.name, "arch": spec.arch, "dataset": spec.dataset, "members": len(done)}
-        def num(x: float) -> str:  # 2 decimals; values that would print as 0.00 keep 2 digits
-            return f"{x:.{digits}f}" if x == 0 or abs(x) >= 10 ** -digits else f"{x:.{digits}g}"
-
         for col in SUMMARY_COLUMNS[spec.task]:
             v = done[col].astype(float).dropna() if col in done else pd.Series(dtype=float)
             sd = v.std() if len(v) > 1 else 0.0
@@ -92,7 +92,6 @@ def downstream_by_phase(table: pd.DataFrame) -> pd.DataFrame:
     out = done.groupby("phase")[cols].mean()
     out.insert(0, "members", done.groupby("phase").size())
     return out
-
 
 
 #: which of the paper's hyper-parameter tables a task's zoos belong to
@@ -128,7 +127,7 @@ def hyperparameter_table(specs: list[ZooSpec], profile: str = "paper") -> pd.Dat
         for key, values in grid.items():
             role = ("load" if key == spec.load_axis else "temperature" if key == spec.temperature_axis
                     else "seeds" if key == "seed" else key)
-            col[f"{role}"] = f"{key}: {_values(tuple(values))}" if role != "seeds" else _values(tuple(values))
+            col[role] = f"{key}: {_values(tuple(values))}" if role != "seeds" else _values(tuple(values))
         col["members"] = str(prof.size)
         col["optimizer"] = t.optimizer
         col["learning rate"] = "grid axis" if "lr" in grid else f"{t.lr:g}"

@@ -3,15 +3,22 @@
 No network: each test writes a few images in the exact format the real release uses (CIFAR
 pickles with Python-2 ``str`` keys, SVHN MATLAB v5 files, STL-10 column-major binaries, Tiny
 ImageNet JPEG folders) into ``tmp_path`` and loads them through ``load_dataset``.
+
+The loader opens a CIFAR pickle only if its md5 is the official one (unpickling runs code), so a
+test that loads tiny CIFAR files first registers their md5s with :func:`register_tiny_md5`
+(the loader's one test hook, ``torchvision_sets._OFFICIAL_MD5``); the planted-pickle tests are
+in ``test_data_safety.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import struct
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +27,7 @@ import scipy.io
 import torch
 from PIL import Image
 
-from phasezoo.data import DATASETS, VisionData, load_dataset, resolve_data_dir
+from phasezoo.data import DATASETS, VisionData, load_dataset, resolve_data_dir, torchvision_sets
 from phasezoo.data.digits import load_digits
 from phasezoo.data.registry import clear_cache
 from phasezoo.errors import CorruptFileError, DatasetNotFoundError, PhaseZooError
@@ -63,6 +70,15 @@ def write_cifar_pickle(path: Path, entries: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         _Py2Pickler(f, protocol=2).dump({conv(k): conv(v) for k, v in entries.items()})
+
+
+def register_tiny_md5(monkeypatch: pytest.MonkeyPatch, root: Path, name: str) -> None:
+    """For this test only, accept the files now in ``root/name`` as the official release of
+    ``name``: their md5s replace the published ones in the loader's table (its test hook)."""
+    folder = root / name
+    table = {rel: hashlib.md5((folder / rel).read_bytes()).hexdigest()
+             for rel in torchvision_sets._OFFICIAL_MD5[name]}
+    monkeypatch.setitem(torchvision_sets._OFFICIAL_MD5, name, table)
 
 
 def random_images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -238,11 +254,20 @@ def test_fake_cifar_pickle_matches_official_recipe(tmp_path):
     [("cifar10", write_cifar10, 10), ("cifar100", write_cifar100, 100),
      ("svhn", write_svhn, 10), ("stl10", write_stl10, 10)],
 )
-def test_torchvision_sets_from_real_format(tmp_path, name, writer, num_classes):
+def test_torchvision_sets_from_real_format(tmp_path, monkeypatch, name, writer, num_classes):
     tr, tr_y, te, te_y = writer(tmp_path, np.random.default_rng(1))
-    # tiny files are not the official bytes: loaded, but with an md5 warning naming them
-    with pytest.warns(UserWarning, match="md5 mismatch"):
-        data = load_dataset(name, tmp_path, download=False)
+    if name.startswith("cifar"):
+        # pickles: opened only with the official md5, so the tiny files' md5s are registered
+        register_tiny_md5(monkeypatch, tmp_path, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no md5 warning: the registered md5s match
+            data = load_dataset(name, tmp_path, download=False)
+    else:
+        # no pickle: tiny files are not the official bytes, loaded with an md5 warning naming them
+        with pytest.warns(UserWarning, match="md5 mismatch") as record:
+            data = load_dataset(name, tmp_path, download=False)
+        first = EXPECTED_HINTS[name]
+        assert any(first in str(w.message) for w in record)
     check_loaded(data, name, tr, tr_y, te, te_y, num_classes)
 
 
@@ -319,13 +344,16 @@ def test_env_var_selects_root(tmp_path, monkeypatch):
     _assert_not_found(err, tmp_path / "cifar100")
 
 
-def test_truncated_file_is_corrupt_not_traceback(tmp_path):
+def test_truncated_file_is_corrupt_not_traceback(tmp_path, monkeypatch):
     write_cifar10(tmp_path, np.random.default_rng(5))
     batch = tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_3"
     batch.write_bytes(batch.read_bytes()[:100])
+    # registered after truncating: the md5 gate passes, so this exercises a failing parse
+    register_tiny_md5(monkeypatch, tmp_path, "cifar10")
     with pytest.raises(CorruptFileError) as err:
         load_dataset("cifar10", tmp_path, download=False)
-    assert "\n" not in str(err.value) and str(tmp_path / "cifar10") in str(err.value)
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / "cifar10") in msg and "could not be read" in msg
 
 
 # --------------------------------------------------------------------------- tiny imagenet

@@ -60,7 +60,8 @@ def test_corrupt_results_and_config(tmp_path):
     ms = MemberStore(tmp_path / "m")
     ms.write_results([{"epoch": 0}, {"epoch": 1}])
     assert [r["epoch"] for r in ms.read_results()] == [0, 1]
-    ms.results_path.write_text('{"epoch": 0}\n{"epo')
+    first = ms.results_path.read_text().splitlines()[0]
+    ms.results_path.write_text(first + '\n{"epo')
     with pytest.raises(CorruptFileError, match="line 2"):
         ms.read_results()
     ms.config_path.write_text("{")

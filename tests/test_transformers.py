@@ -286,7 +286,10 @@ def test_checkpoint_round_trip_through_the_store(arch, tmp_path):
     fresh.load_state_dict(loaded)
     assert_state_equal(state(fresh), state(m))
     with torch.no_grad():
-        assert torch.equal(fresh(inp()), m(inp()))
+        # the weights are bit-equal (above); the forward passes are compared with a tolerance:
+        # matmul/softmax kernels vectorise and block differently per CPU and thread count, and
+        # on some CPUs even with the memory alignment of two separately allocated models
+        assert_close(fresh(inp()), m(inp()), atol=1e-5)
     if arch == "gpt":                                     # the tie survives loading
         assert isinstance(fresh, GPT)
         assert_close(fresh(inp()), fresh.features(inp()) @ fresh.wte.weight.T)

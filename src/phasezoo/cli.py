@@ -16,11 +16,27 @@ from phasezoo.errors import PhaseZooError
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (``phasezoo train: error: ...``), not the usage
+    block; ``--help`` still shows everything."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _folder_arg(value: str) -> Path:
+    """A folder argument (``--root``, ``--data-dir``): it may not exist yet, but not be a file."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a file, not a folder")
+    return path
+
+
 def _add_zoo_args(p: argparse.ArgumentParser, *, root: bool = True) -> None:
     p.add_argument("zoo", help="zoo name (see `phasezoo zoos`) or path to a zoo YAML file")
     p.add_argument("--profile", "-p", default="mini", help="profile: paper, mini or smoke (default: mini)")
     if root:
-        p.add_argument("--root", default="data/zoos", type=Path,
+        p.add_argument("--root", default="data/zoos", type=_folder_arg,
                        help="folder that holds the zoos (default: data/zoos)")
 
 
@@ -28,12 +44,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     """Options of the commands that run models: train, metrics, downstream."""
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
-    p.add_argument("--data-dir", type=Path, default=None,
+    p.add_argument("--data-dir", type=_folder_arg, default=None,
                    help="dataset root (default: $PHASEZOO_DATA or ~/.cache/phasezoo/datasets)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="phasezoo",
         description="Model zoos on phase transitions: plan, train, inspect and export zoos.",
     )
@@ -50,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
 
     p = sub.add_parser("status", help="count done, partial, pending and diverged members")
+    _add_zoo_args(p)
+
+    p = sub.add_parser("verify", help="check every file of a zoo: hashes, results against status, "
+                                      "planned checkpoints; one line per problem, exit 0 or 2")
     _add_zoo_args(p)
 
     p = sub.add_parser("table", help="one row per member: config and results at an epoch")
@@ -79,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="Tables 5-7: mean ± std [min, max] of the final metrics per zoo")
     p.add_argument("zoos", nargs="+", metavar="zoo", help="zoo names or YAML paths")
     p.add_argument("--profile", "-p", default="mini", help="profile: paper, mini or smoke (default: mini)")
-    p.add_argument("--root", type=Path, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
+    p.add_argument("--root", type=_folder_arg, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
     p.add_argument("--csv", default=None, help="write CSV to this file ('-' for stdout)")
 
     p = sub.add_parser("notebook", help="run one of the book's notebooks with other parameters (papermill)")
@@ -92,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("book", help="execute every notebook for these zoos into book/ and build the Jupyter Book")
     p.add_argument("zoos", nargs="+", metavar="zoo", help="trained and measured zoos (names or YAML paths)")
     p.add_argument("--profile", "-p", default="mini", help="profile: paper, mini or smoke (default: mini)")
-    p.add_argument("--root", type=Path, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
+    p.add_argument("--root", type=_folder_arg, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
     p.add_argument("--book", type=Path, default=Path("book"), help="the book folder (default: book)")
     p.add_argument("--device", default="auto", help="device the notebooks may use (default: auto)")
     p.add_argument("--workers", type=int, default=2, help="notebooks executed at a time (default 2)")
@@ -100,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
-    p.add_argument("--to", required=True, type=Path, help="destination folder (must not exist, or be empty)")
+    p.add_argument("--to", required=True, type=_folder_arg, help="destination folder (must not exist, or be empty)")
     p.add_argument("--format", default="ptmz", choices=["ptmz"],
                    help="ptmz: the authors' ray.tune layout (params.json, result.json, checkpoint_*)")
     return parser
@@ -116,6 +136,12 @@ def _epoch_arg(value: str) -> int | str:
     if epoch < 0:
         raise PhaseZooError(f"--epoch must be 'last' or a non-negative integer, got {value!r}")
     return epoch
+
+
+def _check_csv(csv: str | None) -> None:
+    """Refuse a ``--csv`` destination that cannot be written, before any work is done."""
+    if csv not in (None, "-") and Path(csv).is_dir():
+        raise PhaseZooError(f"--csv {csv} is a folder; give a file name")
 
 
 def _write_csv(df, csv: str | None) -> bool:
@@ -148,6 +174,7 @@ def _load_specs(zoos: list[str], profile: str) -> list:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_csv(getattr(args, "csv", None))
     # Imports are deferred so that `phasezoo --help` and `phasezoo zoos` stay quick.
     from phasezoo.spec import list_zoos, load_spec, plan_json
 
@@ -217,6 +244,18 @@ def run(argv: list[str] | None = None) -> int:
         print(f"{spec.name}/{args.profile}: trained {trained} epochs in {len(results)} members; "
               + ", ".join(f"{k} {v}" for k, v in counts.items()))
         return 0
+
+    if args.command == "verify":
+        import time
+
+        t0 = time.perf_counter()
+        report = zoo_ops.verify_zoo(spec, args.profile, args.root)
+        for line in report.problems:
+            print(line)
+        print(f"{spec.name}/{args.profile}: {report.files} files of {report.members} members checked in "
+              f"{time.perf_counter() - t0:.1f} s; {len(report.problems)} problems",
+              file=sys.stderr if report.problems else sys.stdout)
+        return EXIT_USAGE if report.problems else 0
 
     if args.command == "status":
         counts = zoo_ops.zoo_status(spec, args.profile, args.root)
@@ -292,6 +331,9 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "export":
         from phasezoo.export import export_ptmz
 
+        if args.to.exists() and any(args.to.iterdir()):
+            raise PhaseZooError(f"export destination {args.to} exists and is not empty")
+
         n = export_ptmz(spec, args.profile, args.root, args.to)
         print(f"exported {n} members to {args.to} (format {args.format})")
         return 0
@@ -299,21 +341,48 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the command; every expected failure is one line on stderr and exit code 2
+    (``PHASEZOO_DEBUG=1`` shows the traceback instead)."""
+    import os
+
+    debug = os.environ.get("PHASEZOO_DEBUG", "") not in ("", "0")
     try:
         code = run(argv)
-    except PhaseZooError as e:
-        print(f"phasezoo: error: {e}", file=sys.stderr)
-        code = EXIT_USAGE
     except KeyboardInterrupt:
         print("phasezoo: interrupted; rerun the same command to resume", file=sys.stderr)
         code = 130
     except BrokenPipeError:
         # the reader of our stdout went away (`phasezoo table --csv - | head`): not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    except Exception as e:  # noqa: BLE001 - turned into one line below, or re-raised
+        message = failure_message(e)
+        if message is None or debug:
+            raise
+        print(f"phasezoo: error: {message}", file=sys.stderr)
+        code = EXIT_USAGE
     sys.exit(code)
+
+
+def failure_message(e: BaseException) -> str | None:
+    """The one line for an expected failure, or None for a bug (which keeps its traceback)."""
+    import errno
+
+    if isinstance(e, PhaseZooError):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        if e.errno == errno.ENOSPC:
+            return f"no space left on the device{where}; finished work is stored, free space and rerun"
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return f"cannot write{where} ({e.strerror}); choose another --root or fix the permissions"
+        return f"{e.strerror or e}{where}"
+    if isinstance(e, UnicodeError):
+        return f"a file is not valid UTF-8 text ({e})"
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or (
+            isinstance(e, RuntimeError) and ("can't allocate memory" in str(e) or "out of memory" in str(e))):
+        return "out of memory; choose a smaller width or batch size, or fewer --workers"
+    return None
 
 
 if __name__ == "__main__":

@@ -20,3 +20,10 @@ class DatasetNotFoundError(PhaseZooError):
 
 class CorruptFileError(PhaseZooError):
     """A file of a stored zoo cannot be read (truncated checkpoint, broken JSON, ...)."""
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (the CLI's counterpart of an error that does not stop)."""
+    import sys
+
+    print(f"phasezoo: warning: {message}", file=sys.stderr, flush=True)

@@ -1,18 +1,32 @@
-"""Executors: where the members of a zoo train.
+"""Executors: where the members of a zoo train, and the one job loop that drives them.
 
 An executor maps a picklable function over a list of tasks and yields results as they finish,
-in any order. The runner does not care where the work happens, so a Ray Tune executor (paper
+in any order. The runner does not care where the work happens, so a Ray executor (paper
 scale, clusters) slots in beside these two without touching the training code.
+
+:func:`run_jobs` is the loop ``train``, ``metrics`` and ``downstream`` share: it times each task
+where it runs, reports progress (:mod:`phasezoo.progress`) and turns a crashed worker into one
+line.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
+
+from phasezoo.errors import PhaseZooError
+from phasezoo.progress import Progress
+from phasezoo.store import ZooStore
+
+
+class WorkerCrashError(PhaseZooError):
+    """A worker process died (killed, or out of memory) while running a task."""
 
 
 class Executor(Protocol):
@@ -78,10 +92,112 @@ class LocalPoolExecutor:
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(self.threads,)) as pool:
             futures = [pool.submit(fn, t) for t in tasks]
-            for fut in as_completed(futures):
-                yield fut.result()
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+            except BrokenProcessPool:
+                for fut in futures:
+                    fut.cancel()
+                raise WorkerCrashError(
+                    "a worker process died (killed, or out of memory); finished work is stored, "
+                    "rerun the same command to resume") from None
 
 
 def make_executor(workers: int = 1) -> Executor:
     """``workers == 1``: in-process; more: a local process pool."""
     return InProcessExecutor() if workers <= 1 else LocalPoolExecutor(workers)
+
+
+class _Timed:
+    """``fn`` run on ``(index, task)``, returning ``(index, result, seconds)`` (picklable)."""
+
+    def __init__(self, fn: Callable[[Any], Any]):
+        self.fn = fn
+
+    def __call__(self, indexed: tuple[int, Any]) -> tuple[int, Any, float]:
+        index, task = indexed
+        t0 = time.perf_counter()
+        result = self.fn(task)
+        return index, result, time.perf_counter() - t0
+
+
+def run_jobs(
+    fn: Callable[[Any], Any],
+    tasks: Sequence[Any],
+    *,
+    names: Sequence[str],
+    desc: str,
+    workers: int = 1,
+    done: int = 0,
+    unit: str = "task",
+    progress: bool | None = None,
+    status: Callable[[Any], str] = lambda result: "ok",
+) -> Iterator[Any]:
+    """Run ``fn`` over ``tasks`` on ``workers`` local processes, yielding each result as it
+    finishes (the caller stores it: only the main process writes).
+
+    Progress counts ``done`` earlier-finished items plus these tasks: ``progress=None`` shows a
+    bar in a terminal and one line per task otherwise, ``True`` a bar, ``False`` nothing.
+    ``names[i]`` and ``status(result)`` label task ``i`` in the progress output.
+    """
+    if workers < 1:
+        raise PhaseZooError(f"--workers must be at least 1, got {workers}")
+    tasks = list(tasks)
+    if not tasks:
+        return
+    bar = None if progress is False else Progress(desc, done + len(tasks), done=done, unit=unit,
+                                                   tty=True if progress else None)
+    try:
+        for index, result, seconds in make_executor(workers).map_unordered(_Timed(fn), enumerate(tasks)):
+            yield result
+            if bar is not None:
+                bar.update(names[index], status(result), seconds)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_zoo_jobs(
+    store: ZooStore,
+    command: str,
+    plan: Callable[[], tuple[list, list[str]]],
+    fn: Callable[[Any], Any],
+    *,
+    check: Callable[[], None] | None = None,
+    prepare: Callable[[list], None] | None = None,
+    begin: Callable[[], None] | None = None,
+    total: int | None = None,
+    workers: int = 1,
+    unit: str = "task",
+    progress: bool | None = None,
+    status: Callable[[Any], str] = lambda result: "ok",
+) -> Iterator[Any]:
+    """The resumable skeleton of ``train``, ``metrics`` and ``downstream`` on one zoo.
+
+    1. ``plan()`` lists what is still missing as ``(tasks, names)``; ``check()`` verifies every
+       stored file the tasks will read (raising a one-line error), before anything is written;
+    2. nothing missing: return without writing (a finished zoo may be read-only);
+    3. ``prepare(tasks)`` (dataset files, memory) may still refuse, then the zoo's lock is taken
+       (a second writer exits at once), stale temporary files are removed, ``begin()`` runs
+       (zoo-level records) and the plan is made again under the lock;
+    4. the tasks run through :func:`run_jobs`; each result is yielded for the caller to store
+       while the lock is held (only the main process writes). ``total`` (default: the tasks)
+       counts the items of the whole zoo for the progress output.
+    """
+    if workers < 1:
+        raise PhaseZooError(f"--workers must be at least 1, got {workers}")
+    tasks, _ = plan()
+    if check is not None:
+        check()
+    if not tasks:
+        return
+    if prepare is not None:
+        prepare(tasks)
+    with store.lock(command):
+        store.remove_stale_temps()
+        if begin is not None:
+            begin()
+        tasks, names = plan()  # again: another run may have finished some in between
+        done = (total - len(tasks)) if total is not None else 0
+        yield from run_jobs(fn, tasks, names=names, desc=f"{command} {store.name}", workers=workers,
+                            done=done, unit=unit, progress=progress, status=status)

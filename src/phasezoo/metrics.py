@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -173,7 +172,7 @@ def compute_metrics(
     Only members that are ``done`` take part. A cell needs at least two done seeds for its
     pair metrics. Already stored values computed with the same settings are kept.
     """
-    from phasezoo.executors import make_executor
+    from phasezoo.executors import run_zoo_jobs
     from phasezoo.train import resolve_device
 
     spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
@@ -182,41 +181,39 @@ def compute_metrics(
     dev = str(resolve_device(device))
     store = ZooStore(root, spec.name, profile)
     members = spec.members(profile)
-    done = [m for m in members if store.member(m.member).state() == "done"]
-    if not done:
-        raise PhaseZooError(f"no finished members of {spec.name}/{profile} under {root}; "
-                            "run `phasezoo train` first")
-    for m in done:
-        store.member(m.member).verify(m.to_dict())
+    done = store.finished(members)
     settings = {k: dict(v) for k, v in prof.metrics.items()}
+    pair_settings = {"cka": settings["cka"], "mode_connectivity": settings["mode_connectivity"]}
     key = str(ep)
 
-    tasks = []
-    for m in done:
-        stored = _read_member_metrics(store.member(m.member)).get(key, {})
-        if stored.get("hessian_trace", {}).get("settings_key") != _settings_key(settings["hessian"]):
-            tasks.append(("hessian", str(store.member(m.member).dir), ep, settings["hessian"], dev, data_dir))
-    pair_settings = {"cka": settings["cka"], "mode_connectivity": settings["mode_connectivity"]}
-    by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
-    for m in done:
-        by_cell[cell_name(m)].append(m)
-    for cell, ms in by_cell.items():
-        stored = _read_cell(store, cell).get(key, {})
-        for a, b in itertools.combinations(sorted(ms, key=lambda m: m.seed), 2):
-            pair = f"{cell}/{a.seed}-{b.seed}"
-            if stored.get(f"{a.seed}-{b.seed}", {}).get("settings_key") != _settings_key(pair_settings):
-                tasks.append(("pair", str(store.member(a.member).dir), str(store.member(b.member).dir),
-                              pair, ep, pair_settings, dev, data_dir))
+    def plan() -> tuple[list[tuple], list[str]]:
+        tasks, names = [], []
+        for m in done:
+            stored = _read_member_metrics(store.member(m.member)).get(key, {})
+            if stored.get("hessian_trace", {}).get("settings_key") != _settings_key(settings["hessian"]):
+                tasks.append(("hessian", str(store.member(m.member).dir), ep, settings["hessian"], dev, data_dir))
+                names.append(f"hessian {m.member}")
+        by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
+        for m in done:
+            by_cell[cell_name(m)].append(m)
+        for cell, ms in by_cell.items():
+            stored = _read_cell(store, cell).get(key, {})
+            for a, b in itertools.combinations(sorted(ms, key=lambda m: m.seed), 2):
+                pair = f"{cell}/{a.seed}-{b.seed}"
+                if stored.get(f"{a.seed}-{b.seed}", {}).get("settings_key") != _settings_key(pair_settings):
+                    tasks.append(("pair", str(store.member(a.member).dir), str(store.member(b.member).dir),
+                                  pair, ep, pair_settings, dev, data_dir))
+                    names.append(f"pair {pair}")
+        return tasks, names
 
-    progress = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(tasks), desc=f"metrics {spec.name}/{profile}", unit="task")
     t0 = time.perf_counter()
     times = {"hessian": 0.0, "pair": 0.0}
-    for kind, target, result in make_executor(workers).map_unordered(_dispatch, tasks):
+    ran = 0
+
+    jobs = run_zoo_jobs(store, "metrics", plan, _dispatch, check=lambda: store.verify_members(done),
+                        workers=workers, progress=progress)
+    for kind, target, result in jobs:
+        ran += 1
         if kind == "hessian":
             ms = MemberStore(Path(target))
             data = _read_member_metrics(ms)
@@ -232,11 +229,7 @@ def compute_metrics(
             data.setdefault(key, {})[pair] = result
             atomic_write_json(store.dir / "cells" / f"{cell}.json", data)
             times["pair"] += result["cka"]["time_s"] + result["mc"]["time_s"]
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return {"epoch": ep, "tasks": len(tasks), "wall_s": time.perf_counter() - t0,
+    return {"epoch": ep, "tasks": ran, "wall_s": time.perf_counter() - t0,
             "hessian_task_s": times["hessian"], "pair_task_s": times["pair"]}
 
 

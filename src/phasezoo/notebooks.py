@@ -49,6 +49,42 @@ def parse_parameters(pairs: list[list[str]] | None) -> dict[str, Any]:
     return out
 
 
+def declared_parameters(source: str | Path) -> list[str]:
+    """The names the ``parameters`` cell of a jupytext notebook assigns (its tunable values)."""
+    import ast
+
+    import jupytext
+
+    nb = jupytext.read(Path(source))
+    names: list[str] = []
+    for cell in nb.cells:
+        if "parameters" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            raise PhaseZooError(f"{source}: its parameters cell is not valid Python") from None
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AnnAssign) else [])
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def check_parameters(source: str | Path, parameters: Mapping[str, Any]) -> None:
+    """Every given name must be an identifier that the notebook's parameters cell declares
+    (papermill would otherwise inject it as new code, or run on the defaults unnoticed)."""
+    import keyword
+
+    declared = declared_parameters(source)
+    for name in parameters:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise PhaseZooError(f"parameter name {name!r} is not a Python identifier")
+        if name not in declared:
+            raise PhaseZooError(f"{Path(source).name} has no parameter {name!r}; its parameters: "
+                                f"{', '.join(declared) or 'none'}")
+
+
 def run_notebook(source: str | Path, output: str | Path, parameters: Mapping[str, Any] | None = None,
                  *, kernel: str = "python3", cwd: str | Path | None = None, timeout: int | None = None) -> Path:
     """Convert a jupytext notebook to ``.ipynb`` and execute it with papermill into ``output``.
@@ -65,6 +101,7 @@ def run_notebook(source: str | Path, output: str | Path, parameters: Mapping[str
     nb = jupytext.read(source)
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         raise PhaseZooError(f"{source}: no cell tagged 'parameters'")
+    check_parameters(source, parameters or {})
     # jupytext sources carry no kernel: name the one papermill should start
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
     nb.metadata.setdefault("language_info", {"name": "python"})

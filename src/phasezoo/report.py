@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from phasezoo.landscape.phases import cell_table, classify_cells, phase_grid, threshold_sensitivity
+from phasezoo.errors import PhaseZooError
 from phasezoo.spec import ZooSpec
 
 
@@ -26,6 +27,12 @@ def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str
     """The phase map (rows: load, columns: temperature), the cell metrics, the thresholds, test
     accuracy per phase, and which cells change phase when each threshold moves by ±25%."""
     cells = zoo_cells(spec, profile, root, epoch)
+    if cells.empty:
+        raise PhaseZooError(f"{spec.name}/{profile} has no finished member under {root}; "
+                            "run `phasezoo train` first")
+    if not cells[["hessian_trace", "cka"]].notna().any().any():
+        raise PhaseZooError(f"{spec.name}/{profile} has no loss-landscape metrics at epoch {epoch}; "
+                            f"run `phasezoo metrics {spec.name} --profile {profile} --epoch {epoch}` first")
     thresholds = spec.profile(profile).phases
     load, temp = spec.load_axis, spec.temperature_axis
     out = [f"{spec.name}/{profile}: phase map ({load} down, {temp} across)",

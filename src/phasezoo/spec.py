@@ -55,6 +55,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -76,6 +77,12 @@ REAL_GRID_KEYS = ("beta", "lr")
 #: L-BFGS settings where a spec gives none (torch.optim.LBFGS; Krishnapriyan et al.'s choices)
 LBFGS_DEFAULTS = {"max_iter": 1000, "history_size": 50, "line_search": "strong_wolfe",
                   "tolerance_grad": 1.0e-7, "tolerance_change": 1.0e-9}
+
+#: zoo names become folder names under --root: no separators, no leading dot
+ZOO_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+#: the smallest batch a training step takes: BatchNorm cannot normalise a single sample, and
+#: the training loop drops 1-sample batches (phasezoo.train.steps_per_epoch)
+MIN_BATCH_SIZE = 2
 
 _TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "model", "axes",
              "training", "metrics", "phases", "downstream", "profiles"}
@@ -313,7 +320,11 @@ def load_spec(zoo: str | Path) -> ZooSpec:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path.name}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise SpecError(f"{path}: cannot be read ({e.strerror})") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
@@ -360,6 +371,9 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
     where = path.name
     _no_unknown(raw, _TOP_KEYS, where)
     name = _require(raw, "name", str, where)
+    if not ZOO_NAME.fullmatch(name):
+        raise SpecError(f"{where}: zoo name {name!r} must match {ZOO_NAME.pattern} "
+                        "(it names a folder under --root)")
     task = _choice(raw.get("task", "classification"), TASKS, f"{where}: task")
     arch = _choice(_require(raw, "arch", str, where), tuple(ARCHS), f"{where}: arch")
     dataset = _choice(_require(raw, "dataset", str, where), tuple(DATASETS), f"{where}: dataset")
@@ -389,6 +403,8 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
     profiles = {}
     for pname, praw in profiles_raw.items():
         pwhere = f"{where}: profile {pname!r}"
+        if not isinstance(pname, str) or not ZOO_NAME.fullmatch(pname):
+            raise SpecError(f"{pwhere}: profile names must match {ZOO_NAME.pattern} (they name folders)")
         if not isinstance(praw, Mapping):
             raise SpecError(f"{pwhere}: must be a mapping with 'grid' and optional 'training'")
         _no_unknown(praw, {"grid", "training", "description", "metrics", "phases", "downstream"}, pwhere)
@@ -397,7 +413,11 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
         for key, fixed in (("lr", t.lr), ("batch_size", t.batch_size)):
             if key not in grid and fixed is None:
                 raise SpecError(f"{pwhere}: training.{key} is needed ({key} is not a grid axis)")
-        too_big = [b for b in grid.get("batch_size", (t.batch_size,)) if b > num_train]
+        sizes = grid.get("batch_size", (t.batch_size,))
+        if min(sizes) < MIN_BATCH_SIZE:
+            raise SpecError(f"{pwhere}: batch size {min(sizes)} is below {MIN_BATCH_SIZE} (BatchNorm "
+                            "cannot normalise one sample, and 1-sample batches are dropped)")
+        too_big = [b for b in sizes if b > num_train]
         if too_big:
             raise SpecError(
                 f"{pwhere}: batch size {too_big[0]} is larger than the {num_train} training "
@@ -458,9 +478,10 @@ def _training(t: Mapping, where: str, num_train: int) -> TrainingSpec:
     sname = _choice(sched.get("name"), SCHEDULERS, f"{where}: training.scheduler.name")
     if sname == "onecycle_cosine":
         _no_unknown(sched, {"name", *_SCHEDULER_DEFAULTS}, f"{where}: training.scheduler")
-        sched = {"name": sname, **{k: float(sched.get(k, v)) for k, v in _SCHEDULER_DEFAULTS.items()}}
+        sched = {"name": sname, **{k: _number(sched.get(k, v), f"{where}: training.scheduler.{k}", positive=True)
+                                   for k, v in _SCHEDULER_DEFAULTS.items()}}
         if not 0.0 < sched["pct_start"] < 1.0:
-            raise SpecError(f"{where}: training.scheduler.pct_start must lie in (0, 1)")
+            raise SpecError(f"{where}: training.scheduler.pct_start must lie in (0, 1), got {sched['pct_start']}")
     else:
         _no_unknown(sched, {"name"}, f"{where}: training.scheduler")
         sched = {"name": sname}
@@ -496,8 +517,8 @@ def _settings(given: Mapping, defaults: Mapping[str, Mapping[str, Any]], where: 
 
 def _int_at_least(value: Any, lowest: int, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-        kind = "non-negative" if lowest == 0 else "positive"
-        raise SpecError(f"{name} must be a {kind} integer, got {value!r}")
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(lowest, f"an integer >= {lowest}")
+        raise SpecError(f"{name} must be {kind}, got {value!r}")
     return value
 
 
@@ -511,7 +532,9 @@ def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
             return _choice(value, ("sgd", "adam"), name)
         if key in ("seed", "epochs"):
             return _int_at_least(value, 0, name)
-        if key in ("num_batches", "batch_size", "max_iter", "num_t"):
+        if key == "batch_size":
+            return _int_at_least(value, MIN_BATCH_SIZE, name)
+        if key in ("num_batches", "max_iter", "num_t"):
             return _int_at_least(value, 1, name)
         if key in ("momentum", "weight_decay"):
             return _number(value, name)
@@ -537,6 +560,8 @@ def _downstream(d: Mapping, where: str) -> dict[str, dict[str, Any]]:
             return _choice(value, TARGET_TASKS, name)
         if key == "lr":
             return _number(value, name, positive=True)
+        if key == "batch_size":
+            return _int_at_least(value, MIN_BATCH_SIZE, name)
         return _int_at_least(value, 0 if key == "finetune_epochs" else 1, name)
 
     return _settings(d, DOWNSTREAM_DEFAULTS, f"{where}: downstream", check)
@@ -615,7 +640,14 @@ def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
     return value
 
 
+#: PyYAML follows YAML 1.1, which reads ``1.0e4`` (no exponent sign) as a string: accept the
+#: numbers that YAML 1.2 would read
+_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _number(value: Any, where: str, *, positive: bool = False) -> float:
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SpecError(f"{where} must be a finite number, got {value!r}")
     if positive and value <= 0:

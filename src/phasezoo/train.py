@@ -34,6 +34,7 @@ from torch import nn
 
 from phasezoo.data import BatchAugment, iterate_batches, load_dataset
 from phasezoo.models import model_from_config
+from phasezoo.errors import CorruptFileError, PhaseZooError, warn
 from phasezoo.spec import MemberSpec
 from phasezoo.store import MemberStore
 from phasezoo.tasks import row_scores, task_for
@@ -55,15 +56,68 @@ class MemberResult:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given."""
+    """``auto`` picks CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given.
+    Anything else, or a CUDA device this machine lacks, is a one-line :class:`PhaseZooError`."""
+    import re
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise PhaseZooError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        from phasezoo.errors import PhaseZooError
-
-        raise PhaseZooError("--device cuda was requested but no CUDA device is available")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PhaseZooError(f"--device {device} was requested but no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PhaseZooError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
     return dev
+
+
+def training_bytes_estimate(member: MemberSpec) -> int:
+    """A lower bound on the memory training ``member`` needs: its parameters and buffers (built
+    on the meta device, so nothing is allocated) times the copies training keeps — weights,
+    gradients, optimizer state (one buffer for SGD momentum, two for AdamW, ``history_size``
+    pairs for L-BFGS), the resume state and the serialised checkpoint. Activations come on top."""
+    with torch.device("meta"):
+        model = model_from_config(member.to_dict())
+    n_param = sum(p.numel() * p.element_size() for p in model.parameters())
+    n_buf = sum(b.numel() * b.element_size() for b in model.buffers())
+    optim = {"sgd": 1 if member.momentum else 0, "adamw": 2}.get(
+        member.optimizer, 2 * int(member.optimizer_options.get("history_size", 0)) + 2)
+    return n_param * (2 + optim + 2) + n_buf * 3
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` (CUDA: free device memory; CPU: ``MemAvailable``), or None."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits_memory(members: list[MemberSpec], device: torch.device, workers: int = 1) -> None:
+    """Refuse, before anything is written, a member whose model alone cannot fit (``workers``
+    members train at once on a CPU)."""
+    free = available_bytes(device)
+    if free is None:
+        return
+    seen: dict[tuple, int] = {}
+    for m in members:
+        key = (m.arch, m.width, m.dataset, m.optimizer, str(sorted(m.model.items())))
+        if key not in seen:
+            seen[key] = training_bytes_estimate(m)
+        need = seen[key] * (workers if device.type == "cpu" else 1)
+        if need > free:
+            raise PhaseZooError(
+                f"{m.member}: training needs at least {need / 2**30:.1f} GiB (parameters, gradients, "
+                f"optimizer and resume state{f' for {workers} workers' if workers > 1 else ''}), "
+                f"but {free / 2**30:.1f} GiB are free on {device}; choose a smaller width")
 
 
 def member_seeds(seed: int) -> tuple[int, int]:
@@ -126,7 +180,42 @@ def train_member(
 
     ``stop_after_epoch`` ends the call after that epoch, leaving a resumable partial member
     (what an interruption leaves; the tests use it).
+
+    A resume runs with the torch thread count the member was started with (recorded in its
+    resume state and ``status.json``), because the float results of CPU kernels depend on it.
+    A resume state or results file that fails its hash is never used: the member restarts from
+    scratch, with a warning on stderr and the reason in ``status.json`` (``restarted``).
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train_member(member, Path(member_dir), device=device, data_dir=data_dir,
+                             progress=progress, stop_after_epoch=stop_after_epoch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def training_environment(device: torch.device) -> dict[str, Any]:
+    """What decides the bits of a trained member besides its config: torch version, device and
+    torch's intra-op thread count (CPU kernels split reductions by thread)."""
+    return {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}
+
+
+def _load_resume_state(store: MemberStore, member: MemberSpec) -> tuple[Any, list[dict], str | None]:
+    """(resume state or None, the result lines before the resumed epoch, why it restarts)."""
+    try:
+        resume = store.load_resume()
+        if resume is None:
+            return None, [], None
+        start = int(resume[1]["epoch"]) + 1
+        rows = [r for r in store.read_results() if r["epoch"] < start]
+        if len(rows) != start:
+            raise CorruptFileError(f"{store.results_path} lacks epochs before {start}")
+        return resume, rows, None
+    except CorruptFileError as e:
+        return None, [], str(e)
+
+
+def _train_member(member, member_dir, *, device, data_dir, progress, stop_after_epoch) -> MemberResult:
     t_start = time.perf_counter()
     store = MemberStore(member_dir)
     status = store.read_status()
@@ -135,6 +224,24 @@ def train_member(
         return MemberResult(member.member, status["status"], 0, rows[-1]["epoch"] if rows else 0, 0.0,
                             rows[-1] if rows else {})
     device = torch.device(device) if not isinstance(device, torch.device) else device
+    resume, rows, restart_reason = _load_resume_state(store, member)
+    if restart_reason is not None:
+        warn(f"{member.member}: {restart_reason}; training it again from scratch")
+        store.clear()
+    env = training_environment(device)
+    info: dict[str, Any] = {"trained_with": env}
+    if restart_reason is not None:
+        info["restarted"] = restart_reason
+    if resume is not None:
+        recorded = resume[1].get("environment") or env
+        if recorded.get("threads") and recorded["threads"] != env["threads"]:
+            torch.set_num_threads(int(recorded["threads"]))
+        info = {"trained_with": recorded, **{k: v for k, v in resume[1].items() if k in ("restarted", "resumed_with")}}
+        if (recorded["torch"], recorded["device"]) != (env["torch"], env["device"]):
+            info["resumed_with"] = [*info.get("resumed_with", []),
+                                    {**env, "from_epoch": int(resume[1]["epoch"]) + 1}]
+            warn(f"{member.member}: started with torch {recorded['torch']} on {recorded['device']}, "
+                 f"resumed with torch {env['torch']} on {env['device']}: not bit-for-bit reproducible")
     task = task_for(member.to_dict())
     data = load_dataset(member.dataset, data_dir).to(device)
     # colour augmentations work on pixels: they undo and redo the standardisation
@@ -148,15 +255,13 @@ def train_member(
     generator = torch.Generator().manual_seed(member_seeds(member.seed)[1])
 
     store.write_config(member.to_dict())
-    resume = store.load_resume()
     if resume is None:
         rows = [{"epoch": 0, **_evaluate(task, model, data), "lr": _lr(optimizer), "time_s": 0.0}]
-        _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed=0.0)
+        _record_epoch(store, member, model, optimizer, scheduler, generator, rows, 0.0, info)
         start, elapsed = 1, 0.0
     else:
         start, elapsed = _restore(resume, model, optimizer, scheduler, generator, device)
-        rows = [r for r in store.read_results() if r["epoch"] < start]
-    store.write_status("running", epoch=start - 1)
+    store.write_status("running", epoch=start - 1, **info)
 
     bar = _epoch_bar(member, start, progress)
     epochs_run = 0
@@ -198,22 +303,22 @@ def train_member(
         epochs_run += 1
         if not (math.isfinite(batch_loss) and math.isfinite(row["train_loss"])):
             store.write_results(rows)
-            store.write_status("diverged", epoch=epoch, reason="non-finite training loss")
+            store.write_status("diverged", epoch=epoch, reason="non-finite training loss", **info)
             store.clear_resume()
             final_status = "diverged"
             break
-        _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed)
+        _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed, info)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{row['train_loss']:.3g}", test_err=f"{row['test_error']:.3f}")
         if epoch == member.epochs:
-            store.write_status("done", epoch=epoch, train_time_s=elapsed)
+            store.write_status("done", epoch=epoch, train_time_s=elapsed, **info)
             store.clear_resume()
             final_status = "done"
         elif stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     if start > member.epochs:  # resumed after the last epoch was recorded but before "done"
-        store.write_status("done", epoch=member.epochs, train_time_s=elapsed)
+        store.write_status("done", epoch=member.epochs, train_time_s=elapsed, **info)
         store.clear_resume()
         final_status = "done"
     if bar is not None:
@@ -258,14 +363,17 @@ def _epoch_bar(member: MemberSpec, start: int, progress: bool):
 # ----------------------------------------------------------------------------- resume state
 
 
-def _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed) -> None:
-    """Persist one finished epoch: results, then checkpoint, then resume state (see module doc)."""
+def _record_epoch(store, member, model, optimizer, scheduler, generator, rows, elapsed, info) -> None:
+    """Persist one finished epoch: results, then checkpoint, then resume state (see module doc).
+    ``info`` (the training environment, restarts) travels in the resume state's metadata."""
     epoch = rows[-1]["epoch"]
     store.write_results(rows)
     if epoch in member.checkpoint_epochs:
         store.save_checkpoint(epoch, model.state_dict())
     tensors, meta = _training_state(model, optimizer, scheduler, generator)
-    store.save_resume(tensors, {**meta, "epoch": epoch, "elapsed_s": elapsed})
+    store.save_resume(tensors, {**meta, "epoch": epoch, "elapsed_s": elapsed,
+                               "environment": info["trained_with"],
+                               **{k: v for k, v in info.items() if k != "trained_with"}})
 
 
 def _training_state(model, optimizer, scheduler, generator) -> tuple[dict, dict]:

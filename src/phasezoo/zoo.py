@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from phasezoo.errors import CorruptFileError, PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, load_spec
-from phasezoo.store import STATES, MemberStore, ZooStore
+from phasezoo.store import STATES, MemberStore, ZooStore, read_json
 
 DEFAULT_ROOT = Path("data/zoos")
 
@@ -26,9 +27,15 @@ def _as_spec(zoo: str | Path | ZooSpec) -> ZooSpec:
 
 
 def _verify_existing(store: ZooStore, members: list[MemberSpec]) -> None:
+    """Every file of every existing member, hashes included: a corrupt finished member stops
+    the command (nothing is written); a partial member's corrupt resume state does not (it
+    restarts from scratch, :func:`phasezoo.train.train_member`)."""
     for m in members:
         ms = store.member(m.member)
-        if ms.dir.exists():
+        if not ms.dir.exists():
+            continue
+        ms.check_config(m.to_dict())
+        if ms.state() in ("done", "diverged"):
             ms.verify(m.to_dict())
 
 
@@ -53,43 +60,92 @@ def train_zoo(
     on_result: Callable[[Any], None] | None = None,
 ) -> list:
     """Train every member of ``zoo``/``profile`` under ``root``; finished members are skipped and
-    partial ones resumed. Returns the list of :class:`~phasezoo.train.MemberResult`."""
+    partial ones resumed. Returns the list of :class:`~phasezoo.train.MemberResult`.
+
+    Before anything is written: the spec, the device, the dataset files, the memory a model
+    needs and every existing member's files (hashes, config, results against status) are
+    checked. A zoo with nothing left to train is only read (it may sit on a read-only file
+    system); otherwise the zoo's lock is taken (:class:`phasezoo.store.ZooLock`) and the
+    temporary files of killed writes are removed.
+    """
     from phasezoo.data import load_dataset
-    from phasezoo.executors import make_executor
-    from phasezoo.train import resolve_device
+    from phasezoo.executors import run_zoo_jobs
+    from phasezoo.train import check_fits_memory, resolve_device
 
     spec = _as_spec(zoo)
     members = spec.members(profile)
-    dev = str(resolve_device(device))
-    load_dataset(spec.dataset, data_dir)  # missing files fail here, before anything is written
-    store = ZooStore(root, spec.name, profile)
-    _verify_existing(store, members)
     if workers < 1:
         raise PhaseZooError(f"--workers must be at least 1, got {workers}")
+    dev = resolve_device(device)
+    store = ZooStore(root, spec.name, profile)
+    bars = progress is not False and (progress or sys.stderr.isatty())
 
-    progress = sys.stderr.isatty() if progress is None else progress
-    todo = [m for m in members if store.member(m.member).state() not in ("done", "diverged")]
-    store.write_spec({"zoo": spec.name, "profile": profile, "source": Path(spec.source).name,
-                      "members": [m.member for m in members]})
-    tasks = [(m.to_dict(), str(store.member(m.member).dir), dev, data_dir, progress and workers == 1)
-             for m in todo]
+    def plan() -> tuple[list, list[str]]:
+        todo = [m for m in members if store.member(m.member).state() not in ("done", "diverged")]
+        tasks = [(m.to_dict(), str(store.member(m.member).dir), str(dev), data_dir, bool(bars and workers == 1))
+                 for m in todo]
+        return tasks, [m.member for m in todo]
+
+    def prepare(tasks: list) -> None:
+        load_dataset(spec.dataset, data_dir)  # missing files fail here, before anything is written
+        check_fits_memory([MemberSpec.from_dict(t[0]) for t in tasks], dev, workers)
+
+    def begin() -> None:
+        store.write_spec({"zoo": spec.name, "profile": profile, "source": Path(spec.source).name,
+                          "members": [m.member for m in members]})
+
     results = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(members), initial=len(members) - len(todo), desc=f"{spec.name}/{profile}",
-                   unit="model")
-    for res in make_executor(workers).map_unordered(_train_task, tasks):
+    for res in run_zoo_jobs(store, "train", plan, _train_task, check=lambda: _verify_existing(store, members),
+                            prepare=prepare, begin=begin, total=len(members), workers=workers,
+                            unit="model", progress=progress, status=lambda r: r.status):
         results.append(res)
         if on_result is not None:
             on_result(res)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(last=f"{res.member} {res.status}")
-    if bar is not None:
-        bar.close()
     return results
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_zoo` found: one line per problem, and how much it checked."""
+
+    problems: list[str]
+    members: int
+    files: int
+
+
+def verify_zoo(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT) -> VerifyReport:
+    """Check every stored file of a zoo without changing anything (``phasezoo verify``).
+
+    Per member: every file's sha256, the config against the spec, results epochs 0..N each
+    exactly once, ``done`` meaning the planned last epoch with every planned checkpoint present
+    (:meth:`phasezoo.store.MemberStore.problems`); per zoo: ``zoo.json`` and the cell files of
+    the metrics and downstream runs. Folders that the plan does not name are reported too. A
+    zoo with no member folder at all is an error (not trained)."""
+    spec = _as_spec(zoo)
+    store = ZooStore(root, spec.name, profile)
+    members = spec.members(profile)
+    present = [m for m in members if store.member(m.member).dir.exists()]
+    if not present:
+        raise PhaseZooError(f"{spec.name}/{profile} is not trained under {root}: no member folder; "
+                            "run `phasezoo train` first")
+    problems: list[str] = []
+    files = 0
+    for m in present:
+        ms = store.member(m.member)
+        problems += ms.problems(m.to_dict())
+        files += sum(1 for p in ms.dir.rglob("*") if p.is_file())
+    planned = {m.member for m in members}
+    for extra in (store.dir / "zoo.json", *sorted((store.dir / "cells").glob("*.json"))):
+        if extra.exists():
+            files += 1
+            try:
+                read_json(extra)
+            except PhaseZooError as e:
+                problems.append(str(e))
+    for d in sorted(p for p in store.dir.iterdir() if p.is_dir() and p.name != "cells"):
+        if d.name not in planned:
+            problems.append(f"{d}: a member folder the plan of {spec.name}/{profile} does not name")
+    return VerifyReport(problems, len(present), files)
 
 
 def zoo_status(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT) -> dict[str, int]:
@@ -123,12 +179,14 @@ def zoo_table(
     spec = _as_spec(zoo)
     store = ZooStore(root, spec.name, profile)
     rows = []
+    recorded: set[int] = set()
     for m in spec.members(profile):
         ms = store.member(m.member)
         row: dict[str, Any] = {k: getattr(m, k) for k in TABLE_CONFIG_COLUMNS}
         row.update({k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)})
         row["status"] = ms.state()
         results = ms.read_results()
+        recorded.update(r["epoch"] for r in results)
         chosen = results[-1] if (results and epoch == "last") else next(
             (r for r in results if r["epoch"] == epoch), None)
         if chosen is not None:
@@ -136,6 +194,7 @@ def zoo_table(
             # the configured rate (a grid axis for PINNs), the record's goes to "lr_last"
             row.update({("lr_last" if k == "lr" else k): v for k, v in chosen.items()})
         rows.append(row)
+    check_recorded(spec, profile, root, recorded, epoch)
     df = pd.DataFrame(rows)
     for col in ("epoch", *TABLE_RESULT_COLUMNS):
         if col not in df:
@@ -150,6 +209,18 @@ def zoo_table(
 
     df = attach_metrics(df, spec, profile, root, epoch)
     return downstream_columns(df, spec, profile, root) if epoch in ("last", spec.profile(profile).training.epochs) else df
+
+
+def check_recorded(spec: ZooSpec, profile: str, root: str | Path, recorded: set[int],
+                   epoch: int | str = "last") -> None:
+    """Raise a one-line error when no member of the zoo has results (not trained under
+    ``root``) or when no member recorded ``epoch``."""
+    if not recorded:
+        raise PhaseZooError(f"{spec.name}/{profile} is not trained under {root}: no member has "
+                            "results; run `phasezoo train` first")
+    if epoch != "last" and epoch not in recorded:
+        raise PhaseZooError(f"epoch {epoch} was not recorded in {spec.name}/{profile}; recorded "
+                            f"epochs: {min(recorded)}..{max(recorded)}")
 
 
 def zoo_history(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:

@@ -352,6 +352,25 @@ def _import_optional(module: str) -> Any:
         ) from exc
 
 
+def _require_scriptless_datasets(datasets: Any) -> None:
+    """Refuse a ``datasets`` older than 4.0: those can run a dataset's Python loading script.
+
+    A hub dataset (or a local folder) may come with a loading script, which ``datasets`` < 4.0
+    executes: unasked before 2.16, and from 2.16 on whenever ``trust_remote_code`` resolves true
+    (``HF_DATASETS_TRUST_REMOTE_CODE``, true by default in 2.x); 2.x also re-imports a script
+    it finds in its modules cache from an earlier load without asking again. Passing
+    ``trust_remote_code=False`` therefore does not close this on old versions. ``datasets`` 4.0
+    removed loading scripts (it refuses them), so no code from the hub or a data folder runs.
+    """
+    version = str(getattr(datasets, "__version__", "unknown"))
+    head = version.split(".")[0]
+    if not (head.isdigit() and int(head) >= 4):
+        raise PhaseZooError(
+            f"datasets {version} can run a dataset's loading script (code from the hub or a data "
+            "folder); install datasets 4.0 or newer, which never does: pip install -U 'datasets>=4'"
+        )
+
+
 def gpt2_encoder() -> Encoder:
     """GPT-2's BPE via ``tiktoken.get_encoding("gpt2").encode_ordinary``; end-of-text 50256.
 
@@ -438,8 +457,11 @@ def prepare_openwebtext(
     parameters) is written last. ``num_proc`` processes load and tokenise; ``cache_dir`` is the
     Hugging Face datasets cache (default: theirs). Returns the metadata written to ``meta.json``.
     Missing ``datasets``/``tiktoken`` -> :class:`PhaseZooError` naming the install command.
+    No dataset loading script is ever run: ``datasets`` older than 4.0 (which can run them) is
+    refused with a :class:`PhaseZooError`, and 4.0+ refuses datasets that need one.
     """
     datasets = _import_optional("datasets")
+    _require_scriptless_datasets(datasets)  # no loading script (code) from the hub ever runs
     encoder = encode if encode is not None else gpt2_encoder()
     if encoder.vocab_size > 2**16:
         raise PhaseZooError(

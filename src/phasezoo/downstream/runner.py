@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -40,7 +39,6 @@ from typing import Any
 
 import pandas as pd
 
-from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import ZooStore, atomic_write_json, jsonable, read_json
 from phasezoo.tasks import score  # 1 − error, stored under ``acc`` keys in every domain
@@ -139,7 +137,7 @@ def run_downstream(
 ) -> dict[str, Any]:
     """Run the missing downstream methods on the final epoch of every done member / cell, with
     the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape)."""
-    from phasezoo.executors import make_executor
+    from phasezoo.executors import run_zoo_jobs
     from phasezoo.train import resolve_device
 
     spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
@@ -148,31 +146,32 @@ def run_downstream(
     dev = str(resolve_device(device))
     settings = settings or {k: dict(v) for k, v in prof.downstream.items()}
     store = ZooStore(root, spec.name, profile)
-    done = [m for m in spec.members(profile) if store.member(m.member).state() == "done"]
-    if not done:
-        raise PhaseZooError(f"no finished members of {spec.name}/{profile} under {root}; "
-                            "run `phasezoo train` first")
+    done = store.finished(spec.members(profile))
     key, skey = str(epoch), json.dumps(settings, sort_keys=True)
-    tasks = []
-    for m in done:
-        rec = _read(store.member(m.member).dir / "downstream.json").get(key, {})
-        if rec.get("settings_key") != skey:
-            tasks.append(("member", str(store.member(m.member).dir), epoch, settings, dev, data_dir))
-    by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
-    for m in done:
-        by_cell[cell_of(m.member)].append(m)
-    for cell, ms in by_cell.items():
-        if len(ms) >= 2 and key not in _read(store.dir / "cells" / f"{cell}.downstream.json"):
-            tasks.append(("cell", cell, [str(store.member(m.member).dir) for m in ms], epoch, dev, data_dir))
 
-    progress = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def plan() -> tuple[list[tuple], list[str]]:
+        tasks, names = [], []
+        for m in done:
+            rec = _read(store.member(m.member).dir / "downstream.json").get(key, {})
+            if rec.get("settings_key") != skey:
+                tasks.append(("member", str(store.member(m.member).dir), epoch, settings, dev, data_dir))
+                names.append(f"member {m.member}")
+        by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
+        for m in done:
+            by_cell[cell_of(m.member)].append(m)
+        for cell, ms in by_cell.items():
+            if len(ms) >= 2 and key not in _read(store.dir / "cells" / f"{cell}.downstream.json"):
+                tasks.append(("cell", cell, [str(store.member(m.member).dir) for m in ms], epoch, dev, data_dir))
+                names.append(f"cell {cell}")
+        return tasks, names
 
-        bar = tqdm(total=len(tasks), desc=f"downstream {spec.name}/{profile}", unit="task")
     t0 = time.perf_counter()
-    for kind, target, result in make_executor(workers).map_unordered(_dispatch, tasks):
+    ran = 0
+
+    jobs = run_zoo_jobs(store, "downstream", plan, _dispatch, check=lambda: store.verify_members(done),
+                        workers=workers, progress=progress)
+    for kind, target, result in jobs:
+        ran += 1
         if kind == "member":
             path = Path(target) / "downstream.json"
             data = _read(path)
@@ -182,11 +181,7 @@ def run_downstream(
             data = _read(path)
             data[key] = result
         atomic_write_json(path, data)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return {"epoch": epoch, "tasks": len(tasks), "wall_s": time.perf_counter() - t0}
+    return {"epoch": epoch, "tasks": ran, "wall_s": time.perf_counter() - t0}
 
 
 def _read(path: Path) -> dict:

@@ -8,9 +8,10 @@ and optional overrides of the training settings. Loading validates every value a
 frozen dataclasses; :meth:`ZooSpec.members` expands the grid into :class:`MemberSpec` objects,
 the exact configuration of one training run, which is what ``config.json`` stores.
 
-Schema (all keys are checked; unknown keys are errors)::
+Schema (all keys are checked; unknown keys are errors; every number is range-checked, and every
+batch size is at least 2, since BatchNorm cannot normalise a single sample)::
 
-    name: cifar10-resnet18          # defaults to the file name
+    name: cifar10-resnet18          # defaults to the file name; [a-z0-9][a-z0-9._-]* (a folder)
     description: one line
     extends: _resnet-table2.yaml    # optional base file, merged key by key (this file wins)
     task: classification | language_modelling | pde_convection
@@ -29,6 +30,7 @@ Schema (all keys are checked; unknown keys are errors)::
       lbfgs: {max_iter: 1000, history_size: 50, line_search: strong_wolfe}   # lbfgs only; one
                                     # epoch is one optimizer.step() of up to max_iter iterations
       scheduler: {name: onecycle_cosine, pct_start: 0.3, div_factor: 25, final_div_factor: 1.0e4}
+                                    # 0 < pct_start < 1; both factors > 0
       epochs: 150
       init: kaiming_uniform
       augmentation: {random_crop: {padding: 4}, hflip: true, rotation: 20}
@@ -536,8 +538,16 @@ def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
             return _int_at_least(value, MIN_BATCH_SIZE, name)
         if key in ("num_batches", "max_iter", "num_t"):
             return _int_at_least(value, 1, name)
-        if key in ("momentum", "weight_decay"):
-            return _number(value, name)
+        if key == "momentum":
+            v = _number(value, name)
+            if not 0.0 <= v < 1.0:
+                raise SpecError(f"{name} must lie in [0, 1), got {v}")
+            return v
+        if key == "weight_decay":
+            v = _number(value, name)
+            if v < 0:
+                raise SpecError(f"{name} must be >= 0, got {v}")
+            return v
         return _number(value, name, positive=True)  # tol, lr
 
     out = _settings(m, METRIC_DEFAULTS, f"{where}: metrics", check)

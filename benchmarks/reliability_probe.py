@@ -93,7 +93,7 @@ BAD_INPUTS: list[tuple[str, tuple[str, str] | None, list[str]]] = [
     ("book workers 0", None, ["book", "{spec}", "-p", "smoke", "--root", "{root}", "--workers", "0", "--no-build"]),
     ("no command", None, []),
     ("unknown command", None, ["trian"]),
-    ("non-UTF-8 YAML", ("description: x", "description: \udcff"), ["plan", "{bad}", "-p", "smoke"]),
+    ("non-UTF-8 YAML", ("arch: resnet18", "arch: resnet18\ndescription: \udcff"), ["plan", "{bad}", "-p", "smoke"]),
     ("YAML syntax", ("arch: resnet18", "arch: [resnet18"), ["plan", "{bad}", "-p", "smoke"]),
     ("YAML not a mapping", ("name: probe-digits", "- a\n- b\n#"), ["plan", "{bad}"]),
     ("spec file missing", None, ["plan", "{tmp}/missing.yaml"]),
@@ -307,6 +307,8 @@ def main() -> None:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         delay = rng.uniform(2.5, 9.0)  # import takes ~2 s; the two members ~6 s
         time.sleep(delay)
+        interrupted = proc.poll() is None  # still running: the kill lands mid-training
+        done_before = sum(1 for p in work.rglob("status.json") if '"done"' in p.read_text()) if interrupted else None
         proc.kill()
         proc.wait()
         rerun = cli(["train", str(spec), "-p", "smoke", "--root", str(work), "--device", "cpu"])
@@ -316,9 +318,11 @@ def main() -> None:
             for rel, tensors in reference.items() if "resume" not in str(rel))
         temps = [str(p) for p in work.rglob("*.tmp")]
         ok = rerun.returncode == 0 and ver.returncode == 0 and same and not temps
-        out["kills"].append({"delay_s": round(delay, 2), "rerun_exit": rerun.returncode,
+        out["kills"].append({"delay_s": round(delay, 2), "interrupted": interrupted,
+                             "members_done_at_kill": done_before, "rerun_exit": rerun.returncode,
                              "verify_exit": ver.returncode, "bitwise_equal": same, "temp_files": temps, "ok": ok})
-        print(f"kill       {'ok ' if ok else 'BAD'} after {delay:.1f} s: rerun {rerun.returncode}, "
+        print(f"kill       {'ok ' if ok else 'BAD'} after {delay:.1f} s (interrupted {interrupted}, "
+              f"{done_before} members done): rerun {rerun.returncode}, "
               f"verify {ver.returncode}, bitwise {same}", flush=True)
 
     out["totals"] = {k: {"cases": len(out[k]), "ok": sum(c["ok"] for c in out[k])}

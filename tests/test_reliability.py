@@ -146,8 +146,9 @@ def test_results_missing_a_line_under_done_is_noticed(zoo, capsys):
     (member / "results.jsonl").write_text("".join(lines[:-1]))  # the last epoch is gone
     code, out, _ = run_cli(["verify", spec, "-p", "smoke", "--root", root], capsys)
     assert code == 2 and "status done, but results.jsonl ends at epoch 2" in out
-    code, _, err = run_cli(["train", spec, "-p", "smoke", "--root", root], capsys)
-    assert one_line_error(code, err) and "ends at epoch 2" in err
+    for command in ("train", "table"):
+        code, _, err = run_cli([command, spec, "-p", "smoke", "--root", root], capsys)
+        assert one_line_error(code, err) and "ends at epoch 2" in err
 
 
 def test_results_with_a_repeated_line_are_refused(zoo, capsys):

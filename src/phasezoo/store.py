@@ -304,8 +304,16 @@ class MemberStore:
         return "partial" if self.dir.exists() and any(self.dir.iterdir()) else "pending"
 
     # -- results
-    def read_results(self) -> list[dict]:
-        """The verified result lines; epochs must run 0, 1, 2, ... each exactly once."""
+    def read_results(self, planned_last: int | None = None) -> list[dict]:
+        """The verified result lines; epochs must run 0, 1, 2, ... each exactly once, and with
+        ``planned_last`` a ``done`` member's must end at that epoch."""
+        if planned_last is not None and self.state() == "done":
+            rows = self.read_results()
+            last = rows[-1]["epoch"] if rows else None
+            if last != planned_last:
+                raise CorruptFileError(f"{self.results_path}: status done, but it ends at epoch {last} "
+                                       f"(planned last epoch {planned_last}); see `phasezoo verify`")
+            return rows
         if not self.results_path.exists():
             return []
         rows = []

@@ -185,7 +185,7 @@ def zoo_table(
         row: dict[str, Any] = {k: getattr(m, k) for k in TABLE_CONFIG_COLUMNS}
         row.update({k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)})
         row["status"] = ms.state()
-        results = ms.read_results()
+        results = ms.read_results(planned_last=m.epochs)
         recorded.update(r["epoch"] for r in results)
         chosen = results[-1] if (results and epoch == "last") else next(
             (r for r in results if r["epoch"] == epoch), None)
@@ -235,7 +235,7 @@ def zoo_history(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFA
         ms = store.member(m.member)
         base = {"member": m.member, "seed": m.seed, "status": ms.state(),
                 **{k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)}}
-        rows += [{**base, **r} for r in ms.read_results()]
+        rows += [{**base, **r} for r in ms.read_results(planned_last=m.epochs)]
     return pd.DataFrame(rows)
 
 

@@ -138,3 +138,78 @@ def test_model_outputs_eval_mode_no_grad_and_restores_mode():
     assert not out.requires_grad and out.shape == (50, 3)
     model.eval()
     assert torch.allclose(out, model(x), atol=1e-6)  # batch size does not change values
+
+
+# ----------------------------------------------------------------------------- unbiased CKA
+
+
+def _hsic1_by_definition(k: np.ndarray, l_: np.ndarray) -> float:
+    """Song et al. (2012), Theorem 2, as a U-statistic over ordered 4-tuples of distinct indices:
+    HSIC₁ = (n)_4⁻¹ Σ_(i,j,q,r) h_ijqr with h = (1/24) Σ over the 4! orderings (t,u,v,w) of
+    k_tu l_tu + k_tu l_vw − 2 k_tu l_tv. Written from the paper, independently of the closed form."""
+    from itertools import permutations
+
+    n = k.shape[0]
+    total, count = 0.0, 0
+    for tup in permutations(range(n), 4):
+        h = 0.0
+        for t, u, v, w in permutations(tup):
+            h += k[t, u] * l_[t, u] + k[t, u] * l_[v, w] - 2 * k[t, u] * l_[t, v]
+        total += h / 24
+        count += 1
+    return total / count
+
+
+def test_unbiased_hsic_matches_its_u_statistic_definition():
+    from phasezoo.landscape.cka import _hsic1
+
+    x, y = _rand(7, 3, 1), _rand(7, 4, 2)
+    k, l_ = x @ x.T, y @ y.T
+    direct = _hsic1_by_definition(k.numpy(), l_.numpy())
+    assert _hsic1(k, l_) == pytest.approx(direct, rel=1e-9, abs=1e-12)
+    direct_kk = _hsic1_by_definition(k.numpy(), k.numpy())
+    assert _hsic1(k, k) == pytest.approx(direct_kk, rel=1e-9)
+
+
+def test_unbiased_cka_identity_invariances_and_bounds():
+    x, y = _rand(40, 5, 3), _rand(40, 7, 4)
+    assert linear_cka(x, x, unbiased=True) == pytest.approx(1.0, abs=1e-12)
+    ref = linear_cka(x, y, unbiased=True)
+    q, _ = torch.linalg.qr(_rand(5, 5, 5))
+    assert linear_cka(x @ q, y, unbiased=True) == pytest.approx(ref, abs=1e-10)
+    assert linear_cka(2.5 * x + 3.0, y - 1.0, unbiased=True) == pytest.approx(ref, abs=1e-10)
+    assert linear_cka(y, x, unbiased=True) == pytest.approx(ref, abs=1e-12)
+    with pytest.raises(ValueError, match="at least 4"):
+        linear_cka(x[:3], y[:3], unbiased=True)
+    assert math.isnan(linear_cka(torch.ones(10, 3), y[:10], unbiased=True))
+
+
+@pytest.mark.parametrize("dim", [10, 256, 2048])
+def test_unbiased_cka_has_no_chance_floor_and_the_biased_one_does(dim):
+    """Independent random 'logits' of n = 128 samples: the biased estimator's mean is far above 0
+    and grows with the dimension (about d / (n + d)); the unbiased one averages 0 within a few
+    standard errors."""
+    n, draws = 128, 20
+    g = torch.Generator().manual_seed(dim)
+    biased, unbiased = [], []
+    for _ in range(draws):
+        a = torch.randn(n, dim, generator=g, dtype=torch.float64)
+        b = torch.randn(n, dim, generator=g, dtype=torch.float64)
+        biased.append(linear_cka(a, b))
+        unbiased.append(linear_cka(a, b, unbiased=True))
+    u = torch.tensor(unbiased)
+    se = float(u.std()) / math.sqrt(draws)
+    assert abs(float(u.mean())) < 4 * se + 1e-3
+    assert float(torch.tensor(biased).mean()) > 0.5 * dim / (n + dim)
+    if dim >= 256:
+        assert float(torch.tensor(biased).mean()) > 0.5  # the floor the issue measured (0.67 at 256)
+
+
+def test_unbiased_cka_still_sees_shared_signal():
+    """A shared low-dimensional signal under independent noise: the unbiased value is clearly
+    above its chance level of 0."""
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(128, 3, generator=g, dtype=torch.float64)
+    a = z @ torch.randn(3, 50, generator=g, dtype=torch.float64) + 0.5 * torch.randn(128, 50, generator=g, dtype=torch.float64)
+    b = z @ torch.randn(3, 50, generator=g, dtype=torch.float64) + 0.5 * torch.randn(128, 50, generator=g, dtype=torch.float64)
+    assert linear_cka(a, b, unbiased=True) > 0.3

@@ -74,30 +74,52 @@ def _centre(a: torch.Tensor) -> torch.Tensor | None:
     return ac
 
 
-def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
+def linear_cka(X: ArrayLike, Y: ArrayLike, unbiased: bool = False) -> float:
     """Linear CKA of two representations of the same ``n`` samples (Kornblith et al. 2019).
 
-    ``CKA = ‖Yᶜᵀ Xᶜ‖_F² / (‖Xᶜᵀ Xᶜ‖_F · ‖Yᶜᵀ Yᶜ‖_F)`` with column-centred ``Xᶜ``, ``Yᶜ``
-    (biased HSIC estimator), computed in float64. ``X`` is n×d1 and ``Y`` n×d2 (torch tensors
-    or numpy arrays; 1-D inputs are columns, more dimensions are flattened per sample). When
-    ``n`` is smaller than the feature dimensions the equivalent Gram-matrix form
-    ``⟨Kᶜ, Lᶜ⟩_F / (‖Kᶜ‖_F ‖Lᶜ‖_F)`` is used instead.
+    ``unbiased=False`` (the paper's estimator): ``CKA = ‖Yᶜᵀ Xᶜ‖_F² / (‖Xᶜᵀ Xᶜ‖_F · ‖Yᶜᵀ Yᶜ‖_F)``
+    with column-centred ``Xᶜ``, ``Yᶜ`` (biased HSIC), clipped to [0, 1]. When ``n`` is smaller
+    than the feature dimensions the equivalent Gram-matrix form ``⟨Kᶜ, Lᶜ⟩_F / (‖Kᶜ‖_F ‖Lᶜ‖_F)``
+    is used instead. Its value for *independent* representations is far from 0 when the
+    feature dimension is not small against ``n`` (chance floor: about d/(n + d) for isotropic
+    features), so a fixed threshold means something different for 10 logits and for 50k.
 
-    Returns ``nan`` when either representation is constant over the samples or non-finite
-    (CKA is 0/0 there; see the module docstring). Raises ``ValueError`` if the row counts
-    differ or ``n < 2``.
+    ``unbiased=True``: the same ratio built from the unbiased HSIC estimator of Song et al.
+    (2012), as Nguyen, Raghu and Kornblith (2021) use for CKA: with ``K = XXᵀ``, ``L = YYᵀ`` and
+    their diagonals set to zero (``K̃``, ``L̃``)::
+
+        HSIC₁(K, L) = [tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1) / ((n−1)(n−2)) − 2/(n−2) · 1ᵀK̃L̃1] / (n(n−3))
+
+        CKA₁(X, Y) = HSIC₁(K, L) / sqrt(HSIC₁(K, K) · HSIC₁(L, L))
+
+    Its expectation for independent representations is 0 (it can be negative; it is not
+    clipped), so it has no chance floor. Needs ``n ≥ 4``. (HSIC₁ is invariant to centring, so
+    the centred features are used for numerical accuracy.)
+
+    Computed in float64 (torch tensors or numpy arrays; 1-D inputs are columns, more dimensions
+    are flattened per sample). Returns ``nan`` when either representation is constant over the
+    samples or non-finite, or (unbiased) when an HSIC₁(K, K) is not positive (CKA is 0/0 there;
+    see the module docstring). Raises ``ValueError`` if the row counts differ or ``n`` is too
+    small.
     """
     x = _as_matrix(X, "X")
     y = _as_matrix(Y, "Y")
     n = x.shape[0]
     if y.shape[0] != n:
         raise ValueError(f"X has {n} samples (rows) but Y has {y.shape[0]}")
-    if n < 2:
-        raise ValueError(f"linear CKA needs at least 2 samples, got {n}")
+    if n < (4 if unbiased else 2):
+        raise ValueError(f"{'unbiased ' if unbiased else ''}linear CKA needs at least "
+                         f"{4 if unbiased else 2} samples, got {n}")
     y = y.to(x.device)
     xc, yc = _centre(x), _centre(y)
     if xc is None or yc is None:
         return math.nan
+    if unbiased:
+        k, l_ = xc @ xc.T, yc @ yc.T
+        hxy, hxx, hyy = _hsic1(k, l_), _hsic1(k, k), _hsic1(l_, l_)
+        if not (hxx > 0 and hyy > 0):
+            return math.nan
+        return hxy / math.sqrt(hxx * hyy)
     if n < max(x.shape[1], y.shape[1]):  # Gram form: n×n instead of d×d
         k, l_ = xc @ xc.T, yc @ yc.T
         cross = (k * l_).sum()
@@ -107,6 +129,17 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
         norm_x, norm_y = torch.linalg.norm(xc.T @ xc), torch.linalg.norm(yc.T @ yc)
     value = float(cross / (norm_x * norm_y))
     return min(max(value, 0.0), 1.0)  # clip rounding excursions outside [0, 1]
+
+
+def _hsic1(k: torch.Tensor, l_: torch.Tensor) -> float:
+    """Song et al.'s (2012) unbiased HSIC estimator of two n×n Gram matrices (see linear_cka)."""
+    n = k.shape[0]
+    kt = k - torch.diag_embed(torch.diagonal(k))
+    lt = l_ - torch.diag_embed(torch.diagonal(l_))
+    ones_k, ones_l = kt.sum(dim=0), lt.sum(dim=0)  # 1ᵀK̃ and 1ᵀL̃ (both symmetric)
+    trace = (kt * lt).sum()  # tr(K̃L̃) for symmetric matrices
+    value = trace + ones_k.sum() * ones_l.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (ones_k @ ones_l)
+    return float(value / (n * (n - 3)))
 
 
 @torch.no_grad()

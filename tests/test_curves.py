@@ -3,6 +3,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -316,3 +317,26 @@ def test_argument_checks():
         _mc(a, b, x, y, schedule="step")
     with pytest.raises(ValueError, match="epochs"):
         _mc(a, b, x, y, epochs=-1)
+
+
+def test_chord_referenced_mc_on_constructed_profiles():
+    # a barrier-free straight profile between unequal endpoints: the paper's mean reference
+    # reports +-|v1 - v0|/4, the chord reference 0
+    straight = [0.0, 0.05, 0.1, 0.15, 0.2]
+    assert mode_connectivity_value(straight)[0] == pytest.approx(0.05)
+    mc, _ = mode_connectivity_value(straight, reference="chord")
+    assert mc == pytest.approx(0.0, abs=1e-15)
+    # with interior noise of 1e-3 the chord value stays within the noise
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        noisy = np.array(straight) + np.r_[0.0, rng.normal(0, 1e-3, 3), 0.0]
+        assert abs(mode_connectivity_value(noisy, reference="chord")[0]) < 5e-3
+        assert abs(mode_connectivity_value(noisy)[0]) > 0.02  # the mean reference exceeds tau = 0.02
+    # a barrier of height 0.3 above the chord at t = 0.5, endpoints 0.1 and 0.3
+    mc, i = mode_connectivity_value([0.1, 0.25, 0.5, 0.35, 0.3], reference="chord")
+    assert (mc, i) == (pytest.approx(-0.3), 2)
+    # equal endpoints: both references agree
+    prof = [0.2, 0.4, 0.6, 0.3, 0.2]
+    assert mode_connectivity_value(prof, reference="chord") == mode_connectivity_value(prof)
+    with pytest.raises(ValueError, match="reference"):
+        mode_connectivity_value(prof, reference="median")

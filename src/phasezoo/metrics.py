@@ -251,7 +251,8 @@ def _read_cell(store: ZooStore, cell: str) -> dict:
 # ----------------------------------------------------------------------------- table
 
 
-METRIC_COLUMNS = ("hessian_top_eig", "hessian_trace", "cka", "mc_error", "mc_loss", "phase")
+METRIC_COLUMNS = ("hessian_top_eig", "hessian_trace", "cka", "mc_error", "mc_loss", "mc_error_chord",
+                  "mc_loss_chord", "phase")
 
 
 def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path,
@@ -259,7 +260,9 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
     """Add the metric columns to a member table (NaN where not computed) and the cell's phase.
 
     Member columns: ``hessian_top_eig``, ``hessian_trace``. Cell columns, repeated on each
-    member of the cell: ``cka``, ``mc_error``, ``mc_loss`` (means over the cell's seed pairs)
+    member of the cell: ``cka``, ``mc_error``, ``mc_loss`` (means over the cell's seed pairs;
+    the paper's mc, referenced to the endpoints' mean), ``mc_error_chord``, ``mc_loss_chord``
+    (referenced to the chord between the endpoints)
     and ``phase`` (from the seed-averaged train loss and Hessian trace of the cell's done members
     plus its cka and mc, with the profile's thresholds).
     """
@@ -282,7 +285,7 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
     df["hessian_trace"] = pd.array(tr, dtype=float)
     cells = [cell_name(members[n]) for n in df["member"]]
     df["_cell"] = cells
-    for col in ("cka", "mc_error", "mc_loss"):
+    for col in ("cka", "mc_error", "mc_loss", "mc_error_chord", "mc_loss_chord"):
         df[col] = math.nan
     df["phase"] = None
     for cell, idx in df.groupby("_cell").groups.items():
@@ -291,6 +294,9 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
             df.loc[idx, "cka"] = _mean([p["cka"]["value"] for p in pairs])
             df.loc[idx, "mc_error"] = _mean([p["mc"]["mc_error"] for p in pairs])
             df.loc[idx, "mc_loss"] = _mean([p["mc"]["mc_loss"] for p in pairs])
+            # pairs measured before the chord-referenced values were stored have none (NaN)
+            df.loc[idx, "mc_error_chord"] = _mean([p["mc"].get("mc_error_chord", math.nan) for p in pairs])
+            df.loc[idx, "mc_loss_chord"] = _mean([p["mc"].get("mc_loss_chord", math.nan) for p in pairs])
         sub = df.loc[idx]
         ok = sub[sub["status"] == "done"]
         row = sub.iloc[0]

@@ -173,6 +173,7 @@ def zoo_table(
     accuracy minus test accuracy; for PINNs: the gap of relative L2 errors). The grid axes of
     the zoo (e.g. ``model_dim``, ``beta``) are columns too. The loss-landscape
     columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``, ``mc_loss``,
+    ``mc_error_chord``, ``mc_loss_chord``,
     ``phase``) are filled where ``phasezoo metrics`` has computed them
     (:func:`phasezoo.metrics.attach_metrics`).
     """

@@ -81,27 +81,45 @@ BN_RECOMPUTE = "cumulative average over one pass of the train set, weighted by b
 # --------------------------------------------------------------------------- the mc value
 
 
-def mode_connectivity_value(values: Sequence[float]) -> tuple[float, int]:
-    """``(mc, index of t*)`` for values ``v`` at increasing ``t`` from ``t=0`` to ``t=1``.
+def mode_connectivity_value(values: Sequence[float], reference: str = "mean") -> tuple[float, int]:
+    """``(mc, index of t*)`` for values ``v`` at equally spaced ``t`` from ``t=0`` to ``t=1``.
 
-    ``mc = (v[0] + v[-1])/2 − v[i*]`` with ``i* = argmax |v[i] − (v[0] + v[-1])/2|`` over the
-    interior indices ``0 < i < len−1`` (first one on ties); see the module docstring for why the
-    endpoints are not candidates. Needs at least 3 values. Any ``nan`` makes mc undefined:
-    ``(nan, -1)``; an infinite interior value (a blown-up model) gives ``mc = −inf``.
+    ``reference="mean"`` (the paper's definition): ``mc = (v[0] + v[-1])/2 − v[i*]`` with
+    ``i* = argmax |v[i] − (v[0] + v[-1])/2|``. A barrier-free straight profile between unequal
+    endpoints then gives ``±|v[-1] − v[0]|/4`` (5 points), its sign decided by rounding.
+
+    ``reference="chord"``: each point is compared with the straight line between the endpoints,
+    ``c[i] = (1 − t_i)·v[0] + t_i·v[-1]`` with ``t_i = i/(len−1)``, and
+    ``mc = c[i*] − v[i*]`` with ``i* = argmax |c[i] − v[i]|``. A straight profile gives 0 whatever
+    its endpoints; negative still means a barrier (the curve rises above the chord), positive a
+    curve better than both ends' interpolation. Equal endpoints give the same value under both.
+
+    ``i*`` ranges over the interior indices ``0 < i < len−1`` (first one on ties); see the module
+    docstring for why the endpoints are not candidates. Needs at least 3 values. Any ``nan``
+    makes mc undefined: ``(nan, -1)``; an infinite interior value (a blown-up model) gives
+    ``mc = −inf``.
 
     >>> mode_connectivity_value([0.1, 0.5, 0.1])
     (-0.4, 1)
+    >>> mode_connectivity_value([0.0, 0.25, 0.5, 0.75, 1.0], reference="chord")
+    (0.0, 1)
     """
+    if reference not in ("mean", "chord"):
+        raise ValueError(f"reference must be 'mean' or 'chord', got {reference!r}")
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or len(v) < 3:
         raise ValueError(f"mode connectivity needs at least 3 values along the curve, got {len(v)}")
     if np.isnan(v).any():
         return math.nan, -1
-    ends = (v[0] + v[-1]) / 2
+    if reference == "mean":
+        ref = np.full(len(v), (v[0] + v[-1]) / 2)
+    else:
+        t = np.linspace(0.0, 1.0, len(v))
+        ref = (1 - t) * v[0] + t * v[-1]
     with np.errstate(invalid="ignore"):
-        dev = np.abs(v[1:-1] - ends)
+        dev = np.abs(v[1:-1] - ref[1:-1])
     i = 1 + int(np.argmax(dev))
-    return float(ends - v[i]), i
+    return float(ref[i] - v[i]), i
 
 
 # --------------------------------------------------------------------------- the lr schedule
@@ -408,6 +426,10 @@ def bezier_mode_connectivity(
     result: dict[str, Any] = {
         "mc_error": mc_error,
         "mc_loss": mc_loss,
+        # referenced to the chord between the endpoints instead of their mean (see
+        # mode_connectivity_value); the paper's values above stay the defaults
+        "mc_error_chord": mode_connectivity_value(errors, reference="chord")[0],
+        "mc_loss_chord": mode_connectivity_value(losses, reference="chord")[0],
         "t": ts,
         "loss": losses,
         "error": errors,

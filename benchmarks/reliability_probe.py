@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -221,7 +220,6 @@ def main() -> None:
     (tmp / "full" / "keep").write_text("x")
     ref = cli(["train", str(spec), "-p", "smoke", "--root", str(root), "--device", "cpu"])
     assert ref.returncode == 0, ref.stderr
-    member = root / "probe-digits" / "smoke" / "w0001_b0256_s0"
     out: dict = {"machine": {"python": platform.python_version(), "platform": platform.platform(),
                              "cpus": os.cpu_count()}, "bad_inputs": [], "corruption": [], "kills": []}
     import torch

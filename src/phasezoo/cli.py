@@ -331,9 +331,6 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "export":
         from phasezoo.export import export_ptmz
 
-        if args.to.exists() and any(args.to.iterdir()):
-            raise PhaseZooError(f"export destination {args.to} exists and is not empty")
-
         n = export_ptmz(spec, args.profile, args.root, args.to)
         print(f"exported {n} members to {args.to} (format {args.format})")
         return 0

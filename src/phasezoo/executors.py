@@ -4,9 +4,9 @@ An executor maps a picklable function over a list of tasks and yields results as
 in any order. The runner does not care where the work happens, so a Ray executor (paper
 scale, clusters) slots in beside these two without touching the training code.
 
-:func:`run_jobs` is the loop ``train``, ``metrics`` and ``downstream`` share: it times each task
-where it runs, reports progress (:mod:`phasezoo.progress`) and turns a crashed worker into one
-line.
+:func:`run_zoo_jobs` is the resumable skeleton ``train``, ``metrics`` and ``downstream`` share
+(plan, verify, lock, re-plan, run); its loop, :func:`run_jobs`, times each task where it runs,
+reports progress (:mod:`phasezoo.progress`) and turns a crashed worker into one line.
 """
 
 from __future__ import annotations

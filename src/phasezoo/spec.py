@@ -461,14 +461,10 @@ def _training(t: Mapping, where: str, num_train: int) -> TrainingSpec:
         _choice(options["line_search"], ("strong_wolfe", "none"), f"{where}: training.lbfgs.line_search")
     elif t.get("lbfgs") is not None:
         raise SpecError(f"{where}: training.lbfgs applies to the lbfgs optimizer only")
-    momentum = _number(t.get("momentum", 0.0), f"{where}: training.momentum")
-    if not 0.0 <= momentum < 1.0:
-        raise SpecError(f"{where}: training.momentum must lie in [0, 1), got {momentum}")
+    momentum = _momentum(t.get("momentum", 0.0), f"{where}: training.momentum")
     if optimizer != "sgd" and momentum:
         raise SpecError(f"{where}: training.momentum applies to sgd only")
-    wd = _number(t.get("weight_decay", 0.0), f"{where}: training.weight_decay")
-    if wd < 0:
-        raise SpecError(f"{where}: training.weight_decay must be >= 0, got {wd}")
+    wd = _weight_decay(t.get("weight_decay", 0.0), f"{where}: training.weight_decay")
     epochs = t.get("epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise SpecError(f"{where}: training.epochs must be a positive integer, got {epochs!r}")
@@ -539,15 +535,9 @@ def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
         if key in ("num_batches", "max_iter", "num_t"):
             return _int_at_least(value, 1, name)
         if key == "momentum":
-            v = _number(value, name)
-            if not 0.0 <= v < 1.0:
-                raise SpecError(f"{name} must lie in [0, 1), got {v}")
-            return v
+            return _momentum(value, name)
         if key == "weight_decay":
-            v = _number(value, name)
-            if v < 0:
-                raise SpecError(f"{name} must be >= 0, got {v}")
-            return v
+            return _weight_decay(value, name)
         return _number(value, name, positive=True)  # tol, lr
 
     out = _settings(m, METRIC_DEFAULTS, f"{where}: metrics", check)
@@ -663,6 +653,20 @@ def _number(value: Any, where: str, *, positive: bool = False) -> float:
     if positive and value <= 0:
         raise SpecError(f"{where} must be > 0, got {value!r}")
     return float(value)
+
+
+def _momentum(value: Any, where: str) -> float:
+    v = _number(value, where)
+    if not 0.0 <= v < 1.0:
+        raise SpecError(f"{where} must lie in [0, 1), got {v}")
+    return v
+
+
+def _weight_decay(value: Any, where: str) -> float:
+    v = _number(value, where)
+    if v < 0:
+        raise SpecError(f"{where} must be >= 0, got {v}")
+    return v
 
 
 def plan_json(spec: ZooSpec, profile: str) -> str:

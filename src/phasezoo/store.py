@@ -307,15 +307,17 @@ class MemberStore:
     def read_results(self, planned_last: int | None = None) -> list[dict]:
         """The verified result lines; epochs must run 0, 1, 2, ... each exactly once, and with
         ``planned_last`` a ``done`` member's must end at that epoch."""
+        rows: list[dict] = []
+        if self.results_path.exists():
+            rows = self._read_result_lines()
         if planned_last is not None and self.state() == "done":
-            rows = self.read_results()
             last = rows[-1]["epoch"] if rows else None
             if last != planned_last:
                 raise CorruptFileError(f"{self.results_path}: status done, but it ends at epoch {last} "
                                        f"(planned last epoch {planned_last}); see `phasezoo verify`")
-            return rows
-        if not self.results_path.exists():
-            return []
+        return rows
+
+    def _read_result_lines(self) -> list[dict]:
         rows = []
         try:
             lines = self.results_path.read_bytes().decode().splitlines()
@@ -546,7 +548,6 @@ class ZooLock:
     def __init__(self, path: Path, name: str, command: str):
         self.path, self.name, self.command = Path(path), name, command
         self._fd: int | None = None
-        self.previous: dict | None = None  # the holder recorded before us (a dead process)
 
     def __enter__(self) -> "ZooLock":
         import fcntl
@@ -563,7 +564,6 @@ class ZooLock:
             who = (f"PID {holder.get('pid')} on {holder.get('host')} ({holder.get('command')}) "
                    f"since {holder.get('since')}") if holder else "another process"
             raise ZooLockedError(f"{self.name} is locked by {who}; wait for it or stop it") from None
-        self.previous = _read_holder(fd) or None
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                   "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         os.ftruncate(fd, 0)

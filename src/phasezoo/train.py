@@ -200,7 +200,7 @@ def training_environment(device: torch.device) -> dict[str, Any]:
     return {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}
 
 
-def _load_resume_state(store: MemberStore, member: MemberSpec) -> tuple[Any, list[dict], str | None]:
+def _load_resume_state(store: MemberStore) -> tuple[Any, list[dict], str | None]:
     """(resume state or None, the result lines before the resumed epoch, why it restarts)."""
     try:
         resume = store.load_resume()
@@ -224,15 +224,15 @@ def _train_member(member, member_dir, *, device, data_dir, progress, stop_after_
         return MemberResult(member.member, status["status"], 0, rows[-1]["epoch"] if rows else 0, 0.0,
                             rows[-1] if rows else {})
     device = torch.device(device) if not isinstance(device, torch.device) else device
-    resume, rows, restart_reason = _load_resume_state(store, member)
+    resume, rows, restart_reason = _load_resume_state(store)
+    env = training_environment(device)
+    # what status.json and the resume state record about this run (see training_environment)
+    info: dict[str, Any] = {"trained_with": env}
     if restart_reason is not None:
         warn(f"{member.member}: {restart_reason}; training it again from scratch")
         store.clear()
-    env = training_environment(device)
-    info: dict[str, Any] = {"trained_with": env}
-    if restart_reason is not None:
         info["restarted"] = restart_reason
-    if resume is not None:
+    elif resume is not None:
         recorded = resume[1].get("environment") or env
         if recorded.get("threads") and recorded["threads"] != env["threads"]:
             torch.set_num_threads(int(recorded["threads"]))

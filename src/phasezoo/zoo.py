@@ -34,9 +34,10 @@ def _verify_existing(store: ZooStore, members: list[MemberSpec]) -> None:
         ms = store.member(m.member)
         if not ms.dir.exists():
             continue
-        ms.check_config(m.to_dict())
         if ms.state() in ("done", "diverged"):
-            ms.verify(m.to_dict())
+            ms.verify(m.to_dict())  # every file, the config included
+        else:
+            ms.check_config(m.to_dict())
 
 
 def _train_task(args: tuple) -> Any:
@@ -74,8 +75,6 @@ def train_zoo(
 
     spec = _as_spec(zoo)
     members = spec.members(profile)
-    if workers < 1:
-        raise PhaseZooError(f"--workers must be at least 1, got {workers}")
     dev = resolve_device(device)
     store = ZooStore(root, spec.name, profile)
     bars = progress is not False and (progress or sys.stderr.isatty())

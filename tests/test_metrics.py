@@ -13,9 +13,9 @@ from tests.conftest import TINY_SPEC, write_spec
 # two seeds so the cell has a pair; cheap metric settings
 SPEC = TINY_SPEC.replace("seed: [0]", "seed: [0, 1]").replace("batch_size: [256, 512]", "batch_size: [256]") + """\
 metrics:
-  hessian: {num_batches: 2, batch_size: 32, max_iter: 20, tol: 1.0e-2}
-  cka: {method: per_batch, batch_size: 64, num_batches: 3}
-  mode_connectivity: {epochs: 1, batch_size: 256}
+  hessian: {num_batches: 2, batch_size: 32, max_iter: 20, tol: 1.0e-2, trace_max_iter: 30}
+  cka: {batch_size: 64, num_batches: 3}
+  mode_connectivity: {epochs: 1, batch_size: 256, min_steps: 0, plateau_tol: 10.0}
 phases: {train_loss: 0.5, hessian_trace: 1000, mc: 0.05, cka: 0.5}
 """
 
@@ -35,13 +35,22 @@ def test_every_metric_is_stored_with_its_settings(trained):
     assert info["tasks"] == 3  # two members' Hessians, one seed pair
     zdir = root / "tiny-digits" / "smoke"
     m = json.loads((zdir / "w0001_b0256_s0" / "metrics.json").read_text())["3"]
-    assert m["hessian_trace"]["settings"]["max_iter"] == 20
-    assert m["hessian_trace"]["stderr"] is not None and m["hessian_trace"]["iterations"] >= 2
+    assert m["hessian_trace"]["settings"]["max_iter"] == 30
+    assert m["hessian_trace"]["settings"]["rel_stderr"] == 0.05
+    assert m["hessian_trace"]["stderr"] is not None and 10 <= m["hessian_trace"]["iterations"] <= 30
     assert math.isfinite(m["hessian_top_eig"]["value"])
     cell = json.loads((zdir / "cells" / "w0001_b0256.json").read_text())["3"]["0-1"]
-    assert cell["cka"]["method"] == "per_batch" and cell["cka"]["num_samples"] == 192
-    assert 0.0 <= cell["cka"]["value"] <= 1.0
+    assert cell["cka"]["num_samples"] == 192 and cell["cka"]["batch_size"] == 64
+    assert "unbiased" in cell["cka"]["estimator"] and "per batch of 64" in cell["cka"]["paper_estimator"]
+    # the unbiased estimator's chance value is near 0 (its ground truth: tests/test_cka.py)
+    assert abs(cell["cka"]["chance"]) < 0.1 and 0.0 <= cell["cka"]["paper_chance"] <= 1.0
+    assert cell["cka"]["value"] > cell["cka"]["chance"]
     assert cell["mc"]["settings"]["epochs"] == 1 and len(cell["mc"]["t"]) == 5
+    diag = cell["mc"]["diagnostics"]
+    assert diag["converged"] is True and len(diag["loss_endpoints"]) == 2
+    assert diag["loss_mid_after"] == cell["mc"]["loss"][2]
+    phases = json.loads((zdir / "phases.json").read_text())["3"]
+    assert phases["thresholds"]["train_loss"] == 0.5 and phases["calibration"]["cka"]["source"] == "spec"
 
 
 def test_rerun_computes_nothing_new(trained):
@@ -52,10 +61,11 @@ def test_rerun_computes_nothing_new(trained):
 def test_table_gains_metric_columns_and_phase(trained):
     spec, root, _ = trained
     df = zoo_ops.zoo_table(spec, "smoke", root)
-    for col in ("hessian_top_eig", "hessian_trace", "cka", "mc_error", "mc_loss"):
+    for col in ("hessian_top_eig", "hessian_trace", "hessian_trace_stderr", "cka", "cka_paper", "cka_chance",
+                "mc_error", "mc_loss", "mc_error_chord", "curve_converged", "phase_confidence"):
         assert df[col].notna().all(), col
     assert df["cka"].nunique() == 1  # a cell value, repeated on each member of the cell
-    assert df["phase"].iloc[0] in ("I", "II", "III", "IV-A", "IV-B")
+    assert df["phase"].iloc[0] in ("I", "II", "III", "IV-A", "IV-B", "unassigned")
     assert df["phase"].nunique() == 1
     # the configured rate, not the one-cycle schedule's rate at the last step
     assert (df["lr"] == 0.1).all() and (df["lr_last"] < 1e-4).all()
@@ -75,7 +85,8 @@ def test_phases_command_prints_map_and_sensitivity(trained, capsys):
         main(["phases", str(spec), "-p", "smoke", "--root", str(root)])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    assert "phase map" in out and "sensitivity" in out and "thresholds: train_loss=0.5" in out
+    assert "phase map" in out and "sensitivity" in out and "label confidence" in out
+    assert "train_loss = 0.5  [spec" in out and "phase counts" in out
 
 
 def test_metrics_before_training_is_an_error(tmp_path, capsys):
@@ -97,7 +108,7 @@ def test_zoo_dataset_yields_weights_and_properties(trained):
     item = ds[0]
     n_params = sum(p.numel() for p in zoo_ops.load_member(root / "tiny-digits" / "smoke" / item["member"])[0].parameters())
     assert item["weights"].shape == (n_params,)  # every parameter, no BatchNorm buffers
-    assert item["properties"]["phase"] in ("I", "II", "III", "IV-A", "IV-B")
+    assert item["properties"]["phase"] in ("I", "II", "III", "IV-A", "IV-B", "unassigned")
     per_layer = ZooDataset(spec, "smoke", root, epoch=0, flat=False)[0]["weights"]
     assert "linear.weight" in per_layer and "bn1.running_mean" not in per_layer
     assert torch.equal(per_layer["linear.bias"], torch.zeros(10))  # epoch 0: initial weights

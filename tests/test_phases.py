@@ -1,47 +1,56 @@
-"""The phase classifier on synthetic cells whose phases are known by construction."""
+"""The phase classifier, its calibration and its confidence, on synthetic cells whose phases are
+known by construction."""
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from phasezoo.landscape.phases import (PhaseThresholds, cell_table, classify_cell, classify_cells,
-                                       phase_grid, threshold_sensitivity)
+from phasezoo.landscape.phases import (FALLBACK_MC, UNASSIGNED, PhaseThresholds, calibrate_thresholds,
+                                       cell_table, classify_cell, classify_cells, label_confidence,
+                                       otsu_threshold, phase_grid, phase_map, threshold_sensitivity)
 
-T = PhaseThresholds(train_loss=0.1, hessian_trace=100.0, mc=0.02, cka=0.9)
+T = PhaseThresholds(train_loss=0.1, hessian_trace=100.0, mc=0.02, cka=0.9, mc_reference="mean")
 
-# (train_loss, hessian_trace, mc_error, cka) -> the phase the taxonomy assigns
+# (train_loss, hessian_trace, mc, cka) -> the label of the five sign patterns
 KNOWN = [
-    ((1.50, 900.0, -0.30, 0.50), "I"),     # high loss, rugged, barrier
-    ((1.50, 900.0, 0.25, 0.50), "II"),     # high loss, rugged, under-trained endpoints
-    ((0.01, 10.0, -0.30, 0.95), "III"),    # fitted, smooth, barrier
-    ((0.01, 10.0, 0.00, 0.60), "IV-A"),    # fitted, smooth, connected, seeds disagree
-    ((0.01, 10.0, 0.01, 0.97), "IV-B"),    # fitted, smooth, connected, seeds agree
-    ((0.01, 500.0, -0.30, 0.97), "I"),     # low loss but a sharp basin: rugged
-    ((0.50, 10.0, 0.00, 0.97), "II"),      # flat but not fitted: rugged side
-    ((0.01, 10.0, 0.30, 0.97), "IV-B"),    # smooth with mc > 0: local metrics decide IV
+    ((1.50, 900.0, -0.30, 0.50), "I"),          # high loss, rugged, barrier
+    ((1.50, 900.0, 0.25, 0.50), "II"),          # high loss, rugged, under-trained endpoints
+    ((0.01, 10.0, -0.30, 0.95), "III"),         # fitted, smooth, barrier
+    ((0.01, 10.0, 0.00, 0.60), "IV-A"),         # fitted, smooth, connected, seeds disagree
+    ((0.01, 10.0, 0.01, 0.97), "IV-B"),         # fitted, smooth, connected, seeds agree
+    ((0.01, 500.0, -0.30, 0.97), "I"),          # low loss but a sharp basin: rugged
+    ((0.50, 10.0, 0.00, 0.97), UNASSIGNED),     # rugged (not fitted) and connected: no phase
+    ((0.01, 10.0, 0.30, 0.97), UNASSIGNED),     # smooth with mc > +τ: no phase
 ]
 
 
 @pytest.mark.parametrize("values,phase", KNOWN)
-def test_known_cells(values, phase):
+def test_the_five_sign_patterns_and_the_others(values, phase):
     assert classify_cell(*values, T) == phase
 
 
-def test_thresholds_are_inclusive_where_documented():
-    assert classify_cell(0.1, 10.0, 0.0, 0.9, T) == "II"       # loss == threshold: not fitted
-    assert classify_cell(0.05, 100.0, 0.0, 0.9, T) == "II"     # trace == threshold: rugged
-    assert classify_cell(0.05, 10.0, -0.02, 0.9, T) == "IV-B"  # |mc| == threshold: connected
-    assert classify_cell(0.05, 10.0, -0.0201, 0.9, T) == "III"
-
-
-def test_missing_metric_gives_no_phase():
+def test_unconverged_curves_leave_a_cell_unassigned_and_missing_metrics_none():
+    assert classify_cell(0.01, 10.0, 0.0, 0.95, T, converged=False) == UNASSIGNED
     assert classify_cell(0.01, math.nan, 0.0, 0.9, T) is None
+    assert classify_cell(0.01, math.nan, 0.0, 0.9, T, converged=False) is None
+    with pytest.raises(ValueError, match="calibrate"):
+        classify_cell(0.01, 10.0, 0.0, 0.9, PhaseThresholds())
+
+
+def test_thresholds_are_inclusive_where_documented():
+    assert classify_cell(0.1, 10.0, 0.03, 0.9, T) == "II"        # loss == threshold: not fitted
+    assert classify_cell(0.05, 100.0, 0.03, 0.9, T) == "II"      # trace == threshold: rugged
+    assert classify_cell(0.05, 10.0, -0.02, 0.9, T) == "IV-B"    # |mc| == threshold: connected
+    assert classify_cell(0.05, 10.0, 0.02, 0.9, T) == "IV-B"
+    assert classify_cell(0.05, 10.0, -0.0201, 0.9, T) == "III"
+    assert classify_cell(0.05, 10.0, 0.0201, 0.9, T) == UNASSIGNED
 
 
 def _synthetic_cells():
     rows = [{"width": w, "batch_size": b, "train_loss": v[0], "hessian_trace": v[1],
-             "mc_error": v[2], "mc_loss": 0.0, "cka": v[3]}
+             "mc_error": v[2], "mc_loss": 0.0, "mc_error_chord": -v[2], "cka": v[3]}
             for (w, b), (v, _) in zip([(1, 8), (1, 64), (2, 8), (2, 64), (4, 8), (4, 64), (8, 8), (8, 64)], KNOWN)]
     return pd.DataFrame(rows)
 
@@ -52,25 +61,27 @@ def test_classify_table_and_grid():
     assert list(cells["phase"]) == [p for _, p in KNOWN]
     grid = phase_grid(cells, "width", "batch_size")
     assert grid.loc[4, 8] == "IV-B" and grid.loc[1, 8] == "I" and grid.loc[4, 64] == "I"
+    cells["curve_converged"] = [True] * 7 + [False]
+    assert classify_cells(cells, T).iloc[-1] == UNASSIGNED
 
 
-def test_mc_metric_selects_the_column():
+def test_mc_metric_and_reference_select_the_column():
     cells = _synthetic_cells()
     on_loss = classify_cells(cells, PhaseThresholds(**{**T.to_dict(), "mc_metric": "mc_loss"}))
-    assert "I" not in set(on_loss[:1]) and on_loss[0] == "II"  # mc_loss is 0 everywhere
+    assert on_loss[0] == UNASSIGNED  # mc_loss is 0 everywhere: rugged and connected
+    chord = PhaseThresholds(**{**T.to_dict(), "mc_reference": "chord"})
+    assert chord.mc_column == "mc_error_chord" and T.mc_column == "mc_error"
+    assert classify_cells(cells, chord)[0] == "II"  # the chord column has the opposite sign
 
 
 def test_sensitivity_reports_exactly_the_cells_that_flip():
     cells = _synthetic_cells()
     cells.loc[3, "cka"] = 0.8  # IV-A cell at 0.8: raising the cka threshold by 25% keeps it IV-A
-    cells.loc[4, "cka"] = 1.0  # IV-B with CKA 1.0 stays IV-B under x0.75 and x1.25 (1.125 > 1!)
+    cells.loc[4, "cka"] = 1.0  # IV-B with CKA 1.0 stays IV-B under x0.75 (1.125 > 1 under x1.25)
     sens = threshold_sensitivity(cells, T).set_index(["threshold", "factor"])
-    # cka x0.75 = 0.675: the IV-A cell at 0.8 becomes IV-B
     assert sens.loc[("cka", 0.75), "cells_changed"] == 1
     assert "2,64: IV-A->IV-B" in sens.loc[("cka", 0.75), "changes"]
-    # cka x1.25 = 1.125: every IV-B cell becomes IV-A (cells 4 and 7; cell 4 has cka 1.0 < 1.125)
-    assert sens.loc[("cka", 1.25), "cells_changed"] == 2
-    # train_loss x1.25 = 0.125 and x0.75 = 0.075: no cell has a loss in between
+    assert sens.loc[("cka", 1.25), "cells_changed"] == 1  # only cell 4 is IV-B now
     assert sens.loc[("train_loss", 1.25), "cells_changed"] == 0
     assert sens.loc[("train_loss", 0.75), "cells_changed"] == 0
 
@@ -91,3 +102,110 @@ def test_bad_thresholds():
         PhaseThresholds.from_mapping({"loss": 1})
     with pytest.raises(ValueError, match="non-negative"):
         PhaseThresholds.from_mapping({"cka": -1})
+    with pytest.raises(ValueError, match="mc_reference"):
+        PhaseThresholds.from_mapping({"mc_reference": "median"})
+    assert PhaseThresholds.from_mapping({}).complete is False
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def test_otsu_splits_two_populations_between_them():
+    rng = np.random.default_rng(0)
+    low, high = rng.normal(1.0, 0.1, 30), rng.normal(3.0, 0.1, 10)
+    cut = otsu_threshold(np.concatenate([low, high]))
+    assert low.max() < cut < high.min()
+    assert otsu_threshold([0.0, 1.0]) == pytest.approx(0.5)
+    assert math.isnan(otsu_threshold([2.0, 2.0, 2.0]))
+    assert math.isnan(otsu_threshold([math.nan, 1.0]))
+
+
+def _grid(seed=0):
+    """A synthetic 4 x 4 zoo with 3 seeds a cell: loss and trace fall with width, rugged below
+    width 4; mc pairs scatter around a barrier (-0.2) at width 1 and around 0 elsewhere with
+    sd 0.01; CKA rises with width. Test columns are random."""
+    rng = np.random.default_rng(seed)
+    members, pairs = [], []
+    for w in (1, 2, 4, 8):
+        for b in (8, 32, 128, 512):
+            rugged = w < 4
+            for s in range(3):
+                members.append({"width": w, "batch_size": b, "seed": s, "status": "done",
+                                "train_loss": (1.0 if rugged else 0.01) * rng.uniform(0.8, 1.2),
+                                "hessian_trace": (1000.0 if rugged else 10.0) * rng.uniform(0.8, 1.2),
+                                "hessian_trace_stderr": 1.0, "test_acc": rng.uniform(), "test_loss": rng.uniform()})
+            centre = -0.2 if w == 1 else 0.0
+            for a, c in ((0, 1), (0, 2), (1, 2)):
+                pairs.append({"width": w, "batch_size": b, "seed_a": a, "seed_b": c,
+                              "mc_error_chord": centre + rng.normal(0, 0.01), "cka": 0.5 if w < 8 else 0.95,
+                              "curve_converged": True})
+    members, pairs = pd.DataFrame(members), pd.DataFrame(pairs)
+    cellwise = pairs.groupby(["width", "batch_size"])[["mc_error_chord", "cka"]].mean().reset_index()
+    members = members.merge(cellwise, on=["width", "batch_size"])
+    return members, pairs
+
+
+def test_calibration_on_a_synthetic_grid_recovers_its_structure():
+    members, pairs = _grid()
+    cells = cell_table(members, "width", "batch_size")
+    t, how = calibrate_thresholds(cells, pairs, init_loss=2.3, cell_keys=("width", "batch_size"))
+    assert t.complete and {c["source"] for c in how.values()} == {"calibrated"}
+    # loss: geometric midpoint of 2.3 and the best cell (~0.01): between the two populations
+    assert t.train_loss == pytest.approx(math.sqrt(2.3 * cells["train_loss"].min()))
+    assert cells.loc[cells.width >= 4, "train_loss"].max() < t.train_loss < cells.loc[cells.width < 4, "train_loss"].min()
+    # trace: Otsu in log10 between ~10 and ~1000
+    assert 12 < t.hessian_trace < 800
+    assert 0.5 < t.cka < 0.95
+    # mc: 3 x sd / sqrt(3) with sd ~ 0.01
+    assert 0.01 < t.mc < 0.025
+    pm = phase_map(members, pairs, "width", "batch_size", init_loss=2.3, draws=100)
+    got = pm.cells.set_index(["width", "batch_size"])["phase"]
+    assert (got.loc[1] == "I").all()            # rugged with a barrier
+    assert (got.loc[2] == UNASSIGNED).all()     # rugged and connected: no phase of the five
+    assert (got.loc[4] == "IV-A").all() and (got.loc[8] == "IV-B").all()
+    conf = pm.cells.set_index(["width", "batch_size"])["phase_confidence"]
+    assert (conf.loc[1] == 1.0).all()  # a barrier 20 sd deep survives every resample
+    # connected cells: a resample with 2 distinct seeds has one pair, whose mc (sd 0.01) leaves
+    # the 0.017 band now and then, so some labels are doubtful; none is below a coin flip's worth
+    assert conf.min() > 0.3 and pm.confident() >= 8
+
+
+def test_calibration_never_reads_a_test_column():
+    members, pairs = _grid()
+    cells = cell_table(members, "width", "batch_size")
+    base = calibrate_thresholds(cells, pairs, 2.3, cell_keys=("width", "batch_size"))
+    shuffled = cells.assign(test_acc=-cells["test_acc"] * 1e6, test_loss=np.inf)
+    assert calibrate_thresholds(shuffled, pairs, 2.3, cell_keys=("width", "batch_size")) == base
+    no_test = cells.drop(columns=["test_acc", "test_loss"])
+    assert calibrate_thresholds(no_test, pairs, 2.3, cell_keys=("width", "batch_size")) == base
+
+
+def test_spec_thresholds_are_kept_and_one_pair_per_cell_falls_back():
+    members, pairs = _grid()
+    cells = cell_table(members, "width", "batch_size")
+    t, how = calibrate_thresholds(cells, pairs, 2.3, PhaseThresholds(train_loss=0.5),
+                                  cell_keys=("width", "batch_size"))
+    assert t.train_loss == 0.5 and how["train_loss"]["source"] == "spec"
+    one = pairs[(pairs.seed_a == 0) & (pairs.seed_b == 1)]
+    t, how = calibrate_thresholds(cells, one, 2.3, cell_keys=("width", "batch_size"))
+    assert t.mc == FALLBACK_MC and how["mc"]["source"] == "fallback"
+
+
+def test_confidence_falls_where_seeds_disagree_and_traces_are_uncertain():
+    members, pairs = _grid()
+    t = PhaseThresholds(train_loss=0.1, hessian_trace=100.0, mc=0.02, cka=0.8)
+    # one cell whose pairs straddle the barrier threshold: one pair -0.2, two pairs ~0
+    sel = (pairs.width == 4) & (pairs.batch_size == 8)
+    pairs.loc[sel, "mc_error_chord"] = [-0.2, 0.0, 0.0]
+    # one cell whose trace sits at the threshold with a large standard error
+    m = (members.width == 8) & (members.batch_size == 512)
+    members.loc[m, "hessian_trace"] = 100.0
+    members.loc[m, "hessian_trace_stderr"] = 30.0
+    conf = label_confidence(members, pairs, t, "width", "batch_size", draws=300).set_index(["width", "batch_size"])
+    assert conf.loc[(4, 8), "phase_confidence"] < 0.8
+    assert conf.loc[(8, 512), "phase_confidence"] < 0.8
+    assert conf.loc[(8, 8), "phase_confidence"] == 1.0
+    # about 1/9 of resamples of 3 seeds hold a single distinct seed and are not counted
+    assert 230 < conf.loc[(8, 8), "bootstrap_draws"] < 300
+    again = label_confidence(members, pairs, t, "width", "batch_size", draws=300).set_index(["width", "batch_size"])
+    pd.testing.assert_frame_equal(conf, again)  # seeded

@@ -150,7 +150,7 @@ def metrics_track_test(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     and with |mc| positive. |mc| because both signs mark a worse cell in the taxonomy (mc < 0 a
     barrier, mc > 0 under-trained end points) and mc ≈ 0 the connected, well-trained one. (The
     paper names PINNs as an exception for the trace.)"""
-    mc = ctx.thresholds.mc_metric
+    mc = ctx.thresholds.mc_column
     need = ["test_error", "hessian_trace", "cka", mc]
     if not all(_has(cells, c) for c in need):
         return Verdict(NOT_TESTABLE, "needs " + ", ".join(c for c in need if not _has(cells, c)))
@@ -276,9 +276,10 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def zoo_context(spec, profile: str) -> ZooContext:
+def zoo_context(spec, profile: str, thresholds: PhaseThresholds | None = None) -> ZooContext:
+    """A zoo's context; ``thresholds``: the phase map's (calibrated) ones, else the spec's."""
     return ZooContext(spec.name, spec.task, spec.arch, spec.load_axis, spec.temperature_axis,
-                      spec.profile(profile).phases)
+                      thresholds or spec.profile(profile).phases)
 
 
 def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
@@ -293,10 +294,13 @@ def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = 
 
 def check_claims(specs: Sequence, profile: str, root: str | Path, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
     """Every claim on every (trained and measured) zoo: one row per claim and zoo."""
-    from phasezoo.report import zoo_cells
+    from phasezoo.metrics import zoo_phase_map
 
-    return pd.concat([check_cells(zoo_cells(s, profile, root), zoo_context(s, profile), claims) for s in specs],
-                     ignore_index=True)
+    rows = []
+    for s in specs:
+        pm = zoo_phase_map(s, profile, root)
+        rows.append(check_cells(pm.cells, zoo_context(s, profile, pm.thresholds), claims))
+    return pd.concat(rows, ignore_index=True)
 
 
 SYMBOLS = {REPRODUCED: "✔", NOT_REPRODUCED: "✘", NOT_TESTABLE: "–"}

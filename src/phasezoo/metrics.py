@@ -12,6 +12,7 @@ Where it is stored (beside the zoo, see ``data/README.md``)::
 
     <member>/metrics.json          {"<epoch>": {"hessian_top_eig": {...}, "hessian_trace": {...}}}
     cells/<cell>.json              {"<epoch>": {"<seed_a>-<seed_b>": {"cka": {...}, "mc": {...}}}}
+    phases.json                    {"<epoch>": {"thresholds", "calibration", "counts", "cells"}}
 
 Each value is stored with its settings, iteration counts and (trace) standard error. Only the
 main process writes, one atomic write per finished task, so a kill loses at most the tasks in
@@ -32,7 +33,7 @@ import torch
 
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
-from phasezoo.store import MemberStore, ZooStore, atomic_write_json, jsonable, read_json
+from phasezoo.store import MemberStore, ZooStore, as_stored, atomic_write_json, jsonable, read_json
 
 #: seed of the fixed permutation that picks the metric subsets of the training set
 SUBSET_SEED = 0
@@ -100,13 +101,14 @@ def _hessian_task(args: tuple) -> tuple[str, str, dict]:
     loss_fn = task.batch_loss
     # A loss that is not a per-sample mean (the PDE loss: a sum of per-kind means) must be
     # evaluated on the batches as given, never regrouped.
-    kw = {"max_iter": settings["max_iter"], "tol": settings["tol"], "seed": settings["seed"],
-          "chunk_size": DEFAULT_CHUNK_SIZE if task.per_sample_mean else None}
+    kw = {"seed": settings["seed"], "chunk_size": DEFAULT_CHUNK_SIZE if task.per_sample_mean else None}
     t0 = time.perf_counter()
-    eig = top_eigenvalue(model, loss_fn, batches, **kw).to_dict()
+    eig = top_eigenvalue(model, loss_fn, batches, max_iter=settings["max_iter"], tol=settings["tol"],
+                         method=settings["eig_method"], **kw).to_dict()
     eig["time_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tr = trace(model, loss_fn, batches, **kw).to_dict()
+    tr = trace(model, loss_fn, batches, max_iter=settings["trace_max_iter"], method=settings["trace_method"],
+               rel_stderr=settings["rel_stderr"], min_probes=settings["min_probes"], **kw).to_dict()
     tr["time_s"] = time.perf_counter() - t0
     return "hessian", str(member_dir), {"hessian_top_eig": eig, "hessian_trace": tr}
 
@@ -114,7 +116,6 @@ def _hessian_task(args: tuple) -> tuple[str, str, dict]:
 def _pair_task(args: tuple) -> tuple[str, str, dict]:
     """CKA and mode connectivity of two seeds of one cell (runs in a worker)."""
     from phasezoo.data import load_dataset
-    from phasezoo.landscape.cka import output_cka
     from phasezoo.landscape.curves import bezier_mode_connectivity
     from phasezoo.tasks import task_for
     from phasezoo.train import eval_split
@@ -131,22 +132,52 @@ def _pair_task(args: tuple) -> tuple[str, str, dict]:
     c = settings["cka"]
     x, _ = fixed_subset(data.train_x, data.train_y, c["batch_size"] * c["num_batches"])
     t0 = time.perf_counter()
-    cka = output_cka(task_outputs(task, model_a, x), task_outputs(task, model_b, x), method=c["method"],
-                     batch_size=c["batch_size"], num_batches=c["num_batches"])
-    cka_rec = {"value": cka, **c, "num_samples": len(x), "outputs": OUTPUT_NAMES.get(task.name, "outputs"),
-               "data": "train subset", "time_s": time.perf_counter() - t0}
+    cka_rec = cka_record(task_outputs(task, model_a, x), task_outputs(task, model_b, x), c)
+    cka_rec.update({"outputs": OUTPUT_NAMES.get(task.name, "outputs"), "data": "train subset",
+                    "time_s": time.perf_counter() - t0})
 
     m = settings["mode_connectivity"]
     t0 = time.perf_counter()
+    # the curve trains on the whole train set; it is evaluated where the epochs are (the
+    # language zoos: a fixed subset of the train set)
+    ex, ey = eval_split(data, "train")
     mc = bezier_mode_connectivity(
-        model_a, model_b, *eval_split(data, "train"), loss_fn=task.batch_loss, evaluate=task.evaluate,
+        model_a, model_b, data.train_x, data.train_y, loss_fn=task.batch_loss, evaluate=task.evaluate,
         epochs=m["epochs"], lr=m["lr"], momentum=m["momentum"], weight_decay=m["weight_decay"],
         batch_size=m["batch_size"], num_t=m["num_t"], seed=m["seed"], optimizer=m["optimizer"],
-        device=device,
+        device=device, eval_x=ex, eval_y=ey, plateau_tol=m["plateau_tol"], min_steps=m["min_steps"],
     )
     mc["time_s"] = time.perf_counter() - t0
-    mc["data"] = "train set"
+    mc["data"] = "trained on the train set, evaluated on " + (
+        "the train set" if len(ex) == len(data.train_x) else f"a fixed subset of {len(ex)} train samples")
     return "pair", pair, {"cka": cka_rec, "mc": jsonable(mc)}
+
+
+def cka_record(out_a: torch.Tensor, out_b: torch.Tensor, settings: dict) -> dict:
+    """The CKA values of one seed pair on the same samples (rows in the same order):
+
+    * ``value``: unbiased linear CKA (Song et al. 2012's HSIC), pooled over all rows. Pooled
+      because the unbiased estimator has no small-sample bias to average away, and one estimate
+      over all rows has less variance than a mean of per-batch ones. The phases use it.
+    * ``paper``: the authors' estimator, biased linear CKA per batch of ``batch_size`` rows,
+      averaged over ``num_batches`` batches.
+    * ``chance`` / ``paper_chance``: both estimators with ``out_b``'s rows permuted (seed
+      ``chance_seed``): the value of two unrelated outputs of the same marginal distribution.
+    """
+    from phasezoo.landscape.cka import linear_cka, output_cka
+
+    bs, nb = settings["batch_size"], settings["num_batches"]
+    perm = torch.randperm(len(out_b), generator=torch.Generator().manual_seed(settings["chance_seed"]))
+    shuffled = out_b[perm.to(out_b.device)]
+
+    def paper(b: torch.Tensor) -> float:
+        return output_cka(out_a, b, method="per_batch", batch_size=bs, num_batches=nb)
+
+    return {"value": linear_cka(out_a, out_b, unbiased=True), "chance": linear_cka(out_a, shuffled, unbiased=True),
+            "paper": paper(out_b), "paper_chance": paper(shuffled),
+            "estimator": "unbiased linear CKA (Song et al. 2012 HSIC), pooled",
+            "paper_estimator": f"biased linear CKA per batch of {bs}, mean of {nb} batches",
+            **settings, "num_samples": len(out_a)}
 
 
 def _dispatch(args: tuple) -> tuple[str, str, dict]:
@@ -229,8 +260,24 @@ def compute_metrics(
             data.setdefault(key, {})[pair] = result
             atomic_write_json(store.dir / "cells" / f"{cell}.json", data)
             times["pair"] += result["cka"]["time_s"] + result["mc"]["time_s"]
+    counts = write_phase_map(spec, profile, root, ep) if done else {}
     return {"epoch": ep, "tasks": ran, "wall_s": time.perf_counter() - t0,
-            "hessian_task_s": times["hessian"], "pair_task_s": times["pair"]}
+            "hessian_task_s": times["hessian"], "pair_task_s": times["pair"], "phases": counts}
+
+
+def write_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int) -> dict[str, int]:
+    """Store the phase map of ``epoch`` (thresholds, how each was calibrated, every cell's label
+    and confidence) in the zoo's ``phases.json`` under ``"<epoch>"``; returns the phase counts.
+    Unchanged maps are not rewritten."""
+    store = ZooStore(root, spec.name, profile)
+    pm = zoo_phase_map(spec, profile, root, epoch)
+    path = store.dir / "phases.json"
+    data = read_json(path, {})
+    record = as_stored(jsonable(pm.to_dict()))
+    if data.get(str(epoch)) != record:
+        data[str(epoch)] = record
+        atomic_write_json(path, data)
+    return pm.counts()
 
 
 def _settings_key(settings: dict) -> str:
@@ -251,61 +298,120 @@ def _read_cell(store: ZooStore, cell: str) -> dict:
 # ----------------------------------------------------------------------------- table
 
 
-METRIC_COLUMNS = ("hessian_top_eig", "hessian_trace", "cka", "mc_error", "mc_loss", "mc_error_chord",
-                  "mc_loss_chord", "phase")
+#: per-member metric columns of a zoo table
+MEMBER_METRIC_COLUMNS = ("hessian_top_eig", "hessian_trace", "hessian_trace_stderr")
+#: per-pair values, averaged over a cell's seed pairs and repeated on each member of the cell
+PAIR_COLUMNS = ("cka", "cka_chance", "cka_paper", "cka_paper_chance", "mc_error", "mc_loss",
+                "mc_error_chord", "mc_loss_chord")
+METRIC_COLUMNS = (*MEMBER_METRIC_COLUMNS, *PAIR_COLUMNS, "curve_converged", "phase", "phase_confidence")
+
+
+def _pair_row(p: dict) -> dict[str, Any]:
+    """The table values of one stored seed pair (NaN for values older records lack)."""
+    c, mc = p["cka"], p["mc"]
+    diag = mc.get("diagnostics", {})
+    return {"cka": c["value"], "cka_chance": c.get("chance", math.nan), "cka_paper": c.get("paper", math.nan),
+            "cka_paper_chance": c.get("paper_chance", math.nan),
+            **{k: mc.get(k, math.nan) for k in ("mc_error", "mc_loss", "mc_error_chord", "mc_loss_chord")},
+            "curve_converged": diag.get("converged", math.nan),
+            "curve_convergence": diag.get("convergence", ""),
+            "loss_mid_before": diag.get("loss_mid_before", math.nan),
+            "loss_mid_after": diag.get("loss_mid_after", math.nan),
+            "curve_loss_end": diag.get("curve_loss_end", math.nan),
+            "curve_steps": mc.get("settings", {}).get("steps", math.nan)}
+
+
+def pair_table(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> pd.DataFrame:
+    """One row per measured seed pair: the cell's grid coordinates, ``cell``, ``seed_a``,
+    ``seed_b``, the CKA values (:func:`cka_record`), the four mc values and the curve's
+    diagnostics (``curve_converged``, ``loss_mid_before`` / ``loss_mid_after``: the loss at
+    t = 0.5 before and after curve training, ``curve_loss_end``, ``curve_steps``)."""
+    store = ZooStore(root, spec.name, profile)
+    try:
+        key = str(resolve_epoch(spec, profile, epoch))
+    except PhaseZooError:
+        key = None  # an epoch without checkpoints has no metrics
+    load, temp = spec.load_axis, spec.temperature_axis
+    coords = {cell_name(m): (m.axis_value(load), m.axis_value(temp)) for m in spec.members(profile)}
+    rows = []
+    for cell, (lv, tv) in coords.items():
+        for name, p in (_read_cell(store, cell).get(key, {}) if key else {}).items():
+            a, b = name.split("-")
+            rows.append({load: lv, temp: tv, "cell": cell, "seed_a": int(a), "seed_b": int(b), **_pair_row(p)})
+    cols = [load, temp, "cell", "seed_a", "seed_b", *PAIR_COLUMNS, "curve_converged", "curve_convergence",
+            "loss_mid_before", "loss_mid_after", "curve_loss_end", "curve_steps"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def zoo_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last",
+                  members: pd.DataFrame | None = None):
+    """The :class:`~phasezoo.landscape.phases.PhaseMap` of a stored zoo: thresholds calibrated
+    from its done members and seed pairs (the spec's ``phases`` fix any it names), labels and
+    their bootstrap confidence. ``members``: the zoo table, if already built."""
+    from phasezoo.landscape.phases import phase_map
+    from phasezoo.zoo import zoo_table
+
+    if members is None:
+        members = zoo_table(spec, profile, root, epoch=epoch)
+    done = members[members["status"] == "done"]
+    init = done["train_loss_init"].dropna() if "train_loss_init" in done else pd.Series(dtype=float)
+    return phase_map(done.drop(columns=[c for c in ("phase", "phase_confidence") if c in done]),
+                     pair_table(spec, profile, root, epoch), spec.load_axis, spec.temperature_axis,
+                     spec.profile(profile).phases, init_loss=float(init.median()) if len(init) else math.nan)
 
 
 def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path,
                    epoch: int | str = "last") -> pd.DataFrame:
     """Add the metric columns to a member table (NaN where not computed) and the cell's phase.
 
-    Member columns: ``hessian_top_eig``, ``hessian_trace``. Cell columns, repeated on each
-    member of the cell: ``cka``, ``mc_error``, ``mc_loss`` (means over the cell's seed pairs;
-    the paper's mc, referenced to the endpoints' mean), ``mc_error_chord``, ``mc_loss_chord``
-    (referenced to the chord between the endpoints)
-    and ``phase`` (from the seed-averaged train loss and Hessian trace of the cell's done members
-    plus its cka and mc, with the profile's thresholds).
+    Member columns: ``hessian_top_eig``, ``hessian_trace``, ``hessian_trace_stderr``. Cell
+    columns, repeated on each member of the cell (means over the cell's seed pairs):
+    ``cka`` (unbiased, the phases' value), ``cka_paper`` (the authors' biased per-batch value),
+    ``cka_chance`` / ``cka_paper_chance`` (the same with one side's samples permuted),
+    ``mc_error``, ``mc_loss`` (the paper's mc, referenced to the endpoints' mean),
+    ``mc_error_chord``, ``mc_loss_chord`` (referenced to the chord between the endpoints),
+    ``curve_converged`` (every pair's curve converged), and ``phase`` / ``phase_confidence`` from
+    :func:`zoo_phase_map`.
     """
-    from phasezoo.landscape.phases import classify_cell
-
     store = ZooStore(root, spec.name, profile)
-    prof = spec.profile(profile)
     try:
         key = str(resolve_epoch(spec, profile, epoch))
     except PhaseZooError:
         key = None  # an epoch without checkpoints has no metrics
     df = df.copy()
     members = {m.member: m for m in spec.members(profile)}
-    eig, tr = [], []
+    vals = {c: [] for c in MEMBER_METRIC_COLUMNS}
     for name in df["member"]:
         rec = _read_member_metrics(store.member(name)).get(key, {}) if key else {}
-        eig.append(rec.get("hessian_top_eig", {}).get("value", math.nan))
-        tr.append(rec.get("hessian_trace", {}).get("value", math.nan))
-    df["hessian_top_eig"] = pd.array(eig, dtype=float)
-    df["hessian_trace"] = pd.array(tr, dtype=float)
-    cells = [cell_name(members[n]) for n in df["member"]]
-    df["_cell"] = cells
-    for col in ("cka", "mc_error", "mc_loss", "mc_error_chord", "mc_loss_chord"):
+        vals["hessian_top_eig"].append(rec.get("hessian_top_eig", {}).get("value", math.nan))
+        tr = rec.get("hessian_trace", {})
+        vals["hessian_trace"].append(tr.get("value", math.nan))
+        vals["hessian_trace_stderr"].append(math.nan if tr.get("stderr") is None else tr["stderr"])
+    for c, v in vals.items():
+        df[c] = pd.array(v, dtype=float)
+    pairs = pair_table(spec, profile, root, epoch)
+    df["_cell"] = [cell_name(members[n]) for n in df["member"]]
+    for col in PAIR_COLUMNS:
         df[col] = math.nan
+    df["curve_converged"] = pd.array([pd.NA] * len(df), dtype="boolean")
+    for cell, g in pairs.groupby("cell"):
+        idx = df.index[df["_cell"] == cell]
+        for col in PAIR_COLUMNS:
+            df.loc[idx, col] = _mean(list(g[col]))
+        conv = g["curve_converged"].dropna()
+        if len(conv):
+            df.loc[idx, "curve_converged"] = bool(conv.astype(bool).all())
+    df = df.drop(columns="_cell")
     df["phase"] = None
-    for cell, idx in df.groupby("_cell").groups.items():
-        pairs = list(_read_cell(store, cell).get(key, {}).values()) if key else []
-        if pairs:
-            df.loc[idx, "cka"] = _mean([p["cka"]["value"] for p in pairs])
-            df.loc[idx, "mc_error"] = _mean([p["mc"]["mc_error"] for p in pairs])
-            df.loc[idx, "mc_loss"] = _mean([p["mc"]["mc_loss"] for p in pairs])
-            # pairs measured before the chord-referenced values were stored have none (NaN)
-            df.loc[idx, "mc_error_chord"] = _mean([p["mc"].get("mc_error_chord", math.nan) for p in pairs])
-            df.loc[idx, "mc_loss_chord"] = _mean([p["mc"].get("mc_loss_chord", math.nan) for p in pairs])
-        sub = df.loc[idx]
-        ok = sub[sub["status"] == "done"]
-        row = sub.iloc[0]
-        mc = row[prof.phases.mc_metric]
-        df.loc[idx, "phase"] = classify_cell(
-            float(ok["train_loss"].mean()) if len(ok) else math.nan,
-            float(ok["hessian_trace"].mean()) if len(ok) else math.nan,
-            float(mc), float(row["cka"]), prof.phases)
-    return df.drop(columns="_cell")
+    df["phase_confidence"] = math.nan
+    if (df["status"] == "done").any() and len(pairs):
+        pm = zoo_phase_map(spec, profile, root, epoch, members=df)
+        load, temp = spec.load_axis, spec.temperature_axis
+        lookup = {(r[load], r[temp]): (r["phase"], r["phase_confidence"]) for _, r in pm.cells.iterrows()}
+        got = [lookup.get((a, b), (None, math.nan)) for a, b in zip(df[load], df[temp])]
+        df["phase"] = [g[0] for g in got]
+        df["phase_confidence"] = [g[1] for g in got]
+    return df
 
 
 def _mean(values: list[float]) -> float:

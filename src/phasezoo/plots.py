@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from phasezoo.landscape.phases import PHASES
+from phasezoo.landscape.phases import CONFIDENT, LABELS, UNASSIGNED
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -45,10 +45,10 @@ DOWNSTREAM_COLUMNS = ("ensemble_gain", "rebasin_gain", "prune_acc_0.9", "wise_ft
 #: columns drawn with a logarithmic colour scale when all their values are positive
 LOG_COLUMNS = ("hessian_top_eig", "hessian_trace")
 #: columns whose sign matters (barrier vs no barrier, gain vs loss): diverging map centred at 0
-SIGNED_COLUMNS = ("gen_gap", "mc_error", "mc_loss", "wise_ft_gain", "ensemble_gain",
+SIGNED_COLUMNS = ("gen_gap", "mc_error", "mc_loss", "mc_error_chord", "mc_loss_chord", "wise_ft_gain", "ensemble_gain",
                   "rebasin_gain", "naive_avg_gain")
-#: one colour per phase, in the order of :data:`PHASES`
-PHASE_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8fd18f", "#2ca02c")
+#: one colour per label, in the order of :data:`LABELS` (the five phases, then "unassigned": white)
+PHASE_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8fd18f", "#2ca02c", "#ffffff")
 #: grids up to this many rows and columns get their cell values written in the cells
 ANNOTATE_MAX = 8
 BOUNDARY_LABEL = "phase_boundaries"
@@ -127,7 +127,8 @@ def _present(cells: pd.DataFrame, col: str) -> bool:
 def default_metrics(cells: pd.DataFrame, mc_metric: str | None = None) -> list[str]:
     """The metric panels shown by default, those present (not all missing) in ``cells``:
     train loss, test accuracy (else test error), generalisation gap, Hessian top eigenvalue and
-    trace, CKA, mode connectivity (``mc_metric``, else ``mc_error``, else ``mc_loss``), then the
+    trace, CKA, mode connectivity (``mc_metric``, e.g. the phases' ``mc_error_chord``, else
+    ``mc_error``, else ``mc_loss``), then the
     downstream columns of :data:`DOWNSTREAM_COLUMNS`."""
     out = ["train_loss", "test_acc" if _present(cells, "test_acc") else "test_error", "gen_gap",
            "hessian_top_eig", "hessian_trace", "cka"]
@@ -204,21 +205,43 @@ def _metric_panel(ax: "Axes", fig: "Figure", grid: pd.DataFrame, column: str, lo
     ax.set_title(column)
 
 
-def _phase_panel(ax: "Axes", labels: pd.DataFrame, fontsize: float) -> None:
+def _phase_panel(ax: "Axes", labels: pd.DataFrame, fontsize: float,
+                 confidence: pd.DataFrame | None = None) -> None:
+    """The labels as a categorical map: one colour per phase, unassigned cells white and
+    hatched with their label "?", missing ones grey "–"; a cell whose label has confidence
+    below :data:`CONFIDENT` gets its confidence under the label, in italics."""
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
 
-    index = {p: k for k, p in enumerate(PHASES)}
+    index = {p: k for k, p in enumerate(LABELS)}
     a = labels.to_numpy(dtype=object)
     codes = np.array([[index.get(v, np.nan) if not _missing(v) else np.nan for v in row] for row in a],
                      dtype=float).reshape(a.shape)
     cmap = ListedColormap(PHASE_COLORS).with_extremes(bad="lightgrey")
     ax.imshow(np.ma.masked_invalid(codes), origin="lower", aspect="auto", cmap=cmap, vmin=-0.5,
-              vmax=len(PHASES) - 0.5, interpolation="nearest")
+              vmax=len(LABELS) - 0.5, interpolation="nearest")
+    conf = None if confidence is None else confidence.reindex(index=labels.index, columns=labels.columns)
+    doubtful = 0
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
-            text = "–" if _missing(a[i, j]) else str(a[i, j])
-            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, fontweight="bold")
-    ax.set_title("phase")
+            v = a[i, j]
+            if _missing(v):
+                ax.text(j, i, "–", ha="center", va="center", fontsize=fontsize, fontweight="bold")
+                continue
+            if v == UNASSIGNED:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6",
+                                       linewidth=0))
+            c = np.nan if conf is None else conf.iat[i, j]
+            text = "?" if v == UNASSIGNED else str(v)
+            if np.isfinite(c) and c < CONFIDENT:
+                doubtful += 1
+                ax.text(j, i + 0.12, text, ha="center", va="center", fontsize=fontsize, fontweight="bold")
+                ax.text(j, i - 0.22, f"{c:.2f}", ha="center", va="center", fontsize=fontsize * 0.7,
+                        style="italic")
+            else:
+                ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, fontweight="bold")
+    ax.set_title("phase" + (f" (number: confidence < {CONFIDENT})" if doubtful else "")
+                 + ("; ? unassigned" if (a == UNASSIGNED).any() else ""))
 
 
 def _draw_panels(fig: "Figure", axes: Sequence["Axes"], cells: pd.DataFrame, load: str, temp: str,
@@ -232,7 +255,8 @@ def _draw_panels(fig: "Figure", axes: Sequence["Axes"], cells: pd.DataFrame, loa
     for ax, name in zip(axes, panels):
         ax.set_label(PANEL_PREFIX + name)
         if name == "phase":
-            _phase_panel(ax, labels, 11.0 if annotate else 7.0)
+            conf = metric_grid(cells, load, temp, "phase_confidence") if "phase_confidence" in cells else None
+            _phase_panel(ax, labels, 11.0 if annotate else 7.0, conf)
             grid = labels
         else:
             grid = metric_grid(cells, load, temp, name)
@@ -294,7 +318,7 @@ def zoo_phase_plot(spec: "ZooSpec", profile: str, root: str | Path, *, epoch: in
     from phasezoo.report import zoo_cells
 
     cells = zoo_cells(spec, profile, root, epoch)
-    mc_metric = spec.profile(profile).phases.mc_metric
+    mc_metric = spec.profile(profile).phases.mc_column
     return phase_plot(cells, spec.load_axis, spec.temperature_axis, metrics,
                       title=f"{spec.name}/{profile}", mc_metric=mc_metric)
 
@@ -340,7 +364,7 @@ def zoo_comparison_plot(specs: Sequence["ZooSpec"], profile: str, root: str | Pa
     from phasezoo.report import zoo_cells
 
     rows = [(spec.name, zoo_cells(spec, profile, root), spec.load_axis, spec.temperature_axis,
-             spec.profile(profile).phases.mc_metric) for spec in specs]
+             spec.profile(profile).phases.mc_column) for spec in specs]
     return comparison_plot(rows, panels)
 
 

@@ -7,45 +7,69 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from phasezoo.landscape.phases import cell_table, classify_cells, phase_grid, threshold_sensitivity
+from phasezoo.landscape.phases import phase_grid, threshold_sensitivity
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import ZooSpec
 
 
 def zoo_cells(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> pd.DataFrame:
-    """One row per grid cell: seed-averaged results and metrics of its done members, and its phase."""
-    from phasezoo.zoo import zoo_table
+    """One row per grid cell: seed-averaged results and metrics of its done members, its phase,
+    the alternative labels and the label's confidence (:func:`phasezoo.metrics.zoo_phase_map`)."""
+    from phasezoo.metrics import zoo_phase_map
 
-    members = zoo_table(spec, profile, root, epoch=epoch)
-    done = members[members["status"] == "done"]
-    cells = cell_table(done.drop(columns=["phase"]), spec.load_axis, spec.temperature_axis)
-    cells["phase"] = classify_cells(cells, spec.profile(profile).phases)
-    return cells
+    return zoo_phase_map(spec, profile, root, epoch).cells
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> str:
-    """The phase map (rows: load, columns: temperature), the cell metrics, the thresholds, test
-    accuracy per phase, and which cells change phase when each threshold moves by ±25%."""
-    cells = zoo_cells(spec, profile, root, epoch)
+    """The phase map (rows: load, columns: temperature) and each label's confidence, the phase
+    counts (unassigned and confident cells included), the thresholds and how each was
+    calibrated, the cell metrics, test accuracy per phase, the labels under the paper's
+    definitions, and which cells change phase when each threshold moves by ±25%."""
+    from phasezoo.landscape.phases import ALTERNATIVES, CONFIDENT
+    from phasezoo.metrics import zoo_phase_map
+
+    pm = zoo_phase_map(spec, profile, root, epoch)
+    cells = pm.cells
     if cells.empty:
         raise PhaseZooError(f"{spec.name}/{profile} has no finished member under {root}; "
                             "run `phasezoo train` first")
     if not cells[["hessian_trace", "cka"]].notna().any().any():
         raise PhaseZooError(f"{spec.name}/{profile} has no loss-landscape metrics at epoch {epoch}; "
                             f"run `phasezoo metrics {spec.name} --profile {profile} --epoch {epoch}` first")
-    thresholds = spec.profile(profile).phases
     load, temp = spec.load_axis, spec.temperature_axis
     out = [f"{spec.name}/{profile}: phase map ({load} down, {temp} across)",
-           phase_grid(cells, load, temp).fillna("-").to_string(), ""]
+           phase_grid(cells, load, temp).fillna("-").to_string(), "",
+           f"label confidence (share of {int(cells['bootstrap_draws'].max() or 0)} bootstrap resamples "
+           f"giving the modal label; below {CONFIDENT} is doubtful)",
+           phase_grid(cells, load, temp, "phase_confidence").to_string(float_format="{:.2f}".format), ""]
+    counts = pm.counts()
+    out += ["phase counts: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+            + f"; confident cells (>= {CONFIDENT}): {pm.confident()} of {len(cells)}", ""]
+    out += ["thresholds (" + ("chord" if pm.thresholds.mc_reference == "chord" else "endpoint-mean")
+            + f"-referenced {pm.thresholds.mc_metric}, unbiased CKA)"]
+    for name, c in pm.calibration.items():
+        inputs = ", ".join(f"{k}={_fmt(v)}" for k, v in c.items() if k not in ("value", "source", "rule"))
+        out.append(f"  {name} = {c['value']:.4g}  [{c['source']}: {c['rule']}{'; ' + inputs if inputs else ''}]")
+    out.append("")
     quality = quality_column(cells)
-    cols = [load, temp, "train_loss", quality, "hessian_top_eig", "hessian_trace", "cka",
-            "mc_error", "mc_loss", "phase"]
-    with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
+    cols = [load, temp, "train_loss", quality, "hessian_top_eig", "hessian_trace", "hessian_trace_stderr",
+            "cka", "cka_chance", "cka_paper", pm.thresholds.mc_metric, pm.thresholds.mc_metric + "_chord",
+            "curve_converged", "phase", "phase_confidence"]
+    cols = [c for c in cols if c in cells]
+    with pd.option_context("display.width", 250, "display.float_format", "{:.4g}".format):
         out += ["cell metrics (seed means)", cells[cols].to_string(index=False), ""]
-        out += ["thresholds: " + ", ".join(f"{k}={v}" for k, v in thresholds.to_dict().items()), ""]
         by_phase = cells.groupby("phase")[quality].agg(["count", "mean", "min", "max"])
         out += [f"{quality} by phase", by_phase.to_string(), ""]
-        sens = threshold_sensitivity(cells, thresholds)
+        names = {"phase_mc_mean": "the paper's endpoint-mean mc", "phase_cka_paper": "the paper's biased CKA",
+                 "phase_paper": "both"}
+        out += ["labels under the paper's definitions (same calibration rule): "
+                + "; ".join(f"{names[c]}: {pm.differences(c)} of {len(cells)} cells differ "
+                            f"({', '.join(f'{k} {v}' for k, v in pm.counts(c).items())})" for c in ALTERNATIVES), ""]
+        sens = threshold_sensitivity(cells, pm.thresholds)
         out += ["sensitivity (each threshold alone scaled)", sens.to_string(index=False)]
     return "\n".join(out)
 

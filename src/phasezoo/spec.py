@@ -36,15 +36,19 @@ batch size is at least 2, since BatchNorm cannot normalise a single sample)::
       augmentation: {random_crop: {padding: 4}, hflip: true, rotation: 20}
       checkpoints: {every: 5}       # or {at: [0, 1, 2, 5, ...]}; 0 and the last epoch always
     metrics:                        # loss-landscape metric settings (defaults: METRIC_DEFAULTS)
-      hessian: {num_batches: 10, batch_size: 64, max_iter: 100, tol: 1.0e-3, seed: 0}
-      cka: {method: per_batch, batch_size: 128, num_batches: 10}
+      hessian: {num_batches: 10, batch_size: 64, seed: 0,
+                eig_method: lanczos, max_iter: 100, tol: 1.0e-3,      # eigenvalue: lanczos | power
+                trace_method: hutchpp, rel_stderr: 0.05, min_probes: 10, trace_max_iter: 300}
+      cka: {batch_size: 128, num_batches: 10, chance_seed: 0}
       mode_connectivity: {optimizer: sgd, epochs: 10, lr: 0.1, momentum: 0.9, weight_decay: 0.0,
-                          batch_size: 128, num_t: 5, seed: 0}   # optimizer: sgd | adam
+                          batch_size: 128, num_t: 5, seed: 0,        # optimizer: sgd | adam
+                          plateau_tol: 0.05, min_steps: 200}         # the convergence rule
     downstream:                     # downstream settings (defaults: DOWNSTREAM_DEFAULTS)
       prune: {sparsities: [0.5, 0.7, 0.9, 0.95, 0.99], finetune_epochs: 1, lr: 0.01, batch_size: 128}
       wise_ft: {k: 3}
       finetune: {target: digits-rot90, epochs: 3, batch_size: 128}
-    phases: {train_loss: 0.1, hessian_trace: 100, mc: 0.02, cka: 0.9, mc_metric: mc_error}
+    phases: {mc_metric: mc_error}   # optional fixed thresholds (train_loss, hessian_trace, mc,
+                                    # cka) and mc_reference (chord | mean); unset: calibrated
     profiles:
       paper: {description: one line, grid: {width: [...], batch_size: [...], seed: [0, 1, 2]}}
       mini:  {grid: {...}, training: {epochs: 15}}    # training, metrics, downstream and phases
@@ -100,14 +104,20 @@ DOWNSTREAM_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 #: loss-landscape metric settings used where a spec gives none (DESIGN.md §3: PTMZ's choices)
 METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
-    # PyHessian's algorithms on 10 batches x 64 train samples, maxIter=100, tol=1e-3
-    "hessian": {"num_batches": 10, "batch_size": 64, "max_iter": 100, "tol": 1.0e-3, "seed": 0},
-    # CKA of logits per batch of 128, averaged over 10 batches (the authors' estimator)
-    "cka": {"method": "per_batch", "batch_size": 128, "num_batches": 10},
+    # on PTMZ's 10 batches x 64 train samples; the top eigenvalue to tol 1e-3 in at most 100
+    # products, the trace until its standard error is at most 5% (>= 10 probes, <= 300 products)
+    "hessian": {"num_batches": 10, "batch_size": 64, "seed": 0,
+                "eig_method": "lanczos", "max_iter": 100, "tol": 1.0e-3,
+                "trace_method": "hutchpp", "rel_stderr": 0.05, "min_probes": 10, "trace_max_iter": 300},
+    # CKA of outputs on a fixed subset of batch_size x num_batches train samples: unbiased, pooled
+    # (the phases' value), the authors' biased per batch, and both with one side permuted (chance)
+    "cka": {"batch_size": 128, "num_batches": 10, "chance_seed": 0},
     # quadratic Bezier curve trained with SGD (PTMZ: 10 epochs, lr 0.1, here on a schedule that
-    # does not compound), evaluated at 5 values of t
+    # does not compound) on the whole train set, evaluated at 5 values of t; converged when its
+    # loss fell by at most plateau_tol over the last tenth of at least min_steps steps
     "mode_connectivity": {"optimizer": "sgd", "epochs": 10, "lr": 0.1, "momentum": 0.9,
-                          "weight_decay": 0.0, "batch_size": 128, "num_t": 5, "seed": 0},
+                          "weight_decay": 0.0, "batch_size": 128, "num_t": 5, "seed": 0,
+                          "plateau_tol": 0.05, "min_steps": 200},
 }
 _TRAINING_KEYS = {
     "optimizer", "lr", "batch_size", "momentum", "weight_decay", "lbfgs", "scheduler", "epochs",
@@ -524,15 +534,17 @@ def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
     """Metric settings (:data:`METRIC_DEFAULTS` overridden key by key)."""
 
     def check(key: str, value: Any, name: str) -> Any:
-        if key == "method":
-            return _choice(value, ("per_batch", "pooled"), name)
+        if key == "eig_method":
+            return _choice(value, ("lanczos", "power"), name)
+        if key == "trace_method":
+            return _choice(value, ("hutchpp", "hutchinson"), name)
         if key == "optimizer":
             return _choice(value, ("sgd", "adam"), name)
-        if key in ("seed", "epochs"):
+        if key in ("seed", "epochs", "chance_seed", "min_steps"):
             return _int_at_least(value, 0, name)
         if key == "batch_size":
             return _int_at_least(value, MIN_BATCH_SIZE, name)
-        if key in ("num_batches", "max_iter", "num_t"):
+        if key in ("num_batches", "max_iter", "num_t", "min_probes", "trace_max_iter"):
             return _int_at_least(value, 1, name)
         if key == "momentum":
             return _momentum(value, name)

@@ -168,7 +168,7 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def _as_json(obj: Any) -> Any:
+def as_stored(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples become lists, NaN becomes None)."""
     return json.loads(json.dumps(_finite(obj)))
 
@@ -283,7 +283,7 @@ class MemberStore:
         return read_json(self.config_path, None)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        if self.read_config() == _as_json({**config, "format_version": FORMAT_VERSION}):
+        if self.read_config() == as_stored({**config, "format_version": FORMAT_VERSION}):
             return  # unchanged: a resumed member rewrites nothing it does not need to
         atomic_write_json(self.config_path, {**config, "format_version": FORMAT_VERSION})
 
@@ -394,7 +394,7 @@ class MemberStore:
         if config is None:
             return
         stored = {k: v for k, v in config.items() if k != "format_version"}
-        expected = _as_json(expected_config)
+        expected = as_stored(expected_config)
         if stored != expected:
             diff = sorted(k for k in stored.keys() | expected.keys() if stored.get(k) != expected.get(k))
             raise SpecError(
@@ -507,7 +507,7 @@ class ZooStore:
         read-only file system is never written to)."""
         if self.spec_path.exists():
             try:
-                if read_json(self.spec_path) == _as_json(spec_dict):
+                if read_json(self.spec_path) == as_stored(spec_dict):
                     return
             except CorruptFileError:
                 pass  # rewritten below: zoo.json only records the plan

@@ -134,7 +134,7 @@ def verify_zoo(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAU
         problems += ms.problems(m.to_dict())
         files += sum(1 for p in ms.dir.rglob("*") if p.is_file())
     planned = {m.member for m in members}
-    for extra in (store.dir / "zoo.json", *sorted((store.dir / "cells").glob("*.json"))):
+    for extra in (store.dir / "zoo.json", store.dir / "phases.json", *sorted((store.dir / "cells").glob("*.json"))):
         if extra.exists():
             files += 1
             try:
@@ -170,7 +170,8 @@ def zoo_table(
     ``lr`` is the configured learning rate; ``lr_last`` the scheduled rate at the epoch's last
     step. ``gen_gap`` is test error minus train error at that epoch (for classification: train
     accuracy minus test accuracy; for PINNs: the gap of relative L2 errors). The grid axes of
-    the zoo (e.g. ``model_dim``, ``beta``) are columns too. The loss-landscape
+    the zoo (e.g. ``model_dim``, ``beta``) are columns too. ``train_loss_init`` is the train
+    loss before training (epoch 0). The loss-landscape
     columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``, ``mc_loss``,
     ``mc_error_chord``, ``mc_loss_chord``,
     ``phase``) are filled where ``phasezoo metrics`` has computed them
@@ -187,6 +188,8 @@ def zoo_table(
         row["status"] = ms.state()
         results = ms.read_results(planned_last=m.epochs)
         recorded.update(r["epoch"] for r in results)
+        # the evaluation before training: the reference of the calibrated train-loss threshold
+        row["train_loss_init"] = results[0].get("train_loss", float("nan")) if results else float("nan")
         chosen = results[-1] if (results and epoch == "last") else next(
             (r for r in results if r["epoch"] == epoch), None)
         if chosen is not None:
@@ -196,10 +199,10 @@ def zoo_table(
         rows.append(row)
     check_recorded(spec, profile, root, recorded, epoch)
     df = pd.DataFrame(rows)
-    for col in ("epoch", *TABLE_RESULT_COLUMNS):
+    for col in ("epoch", "train_loss_init", *TABLE_RESULT_COLUMNS):
         if col not in df:
             df[col] = float("nan")
-    df = df.astype({c: float for c in TABLE_RESULT_COLUMNS})
+    df = df.astype({c: float for c in ("train_loss_init", *TABLE_RESULT_COLUMNS)})
     for split in ("train", "test"):  # results written before errors were recorded
         df[f"{split}_error"] = df[f"{split}_error"].fillna(1.0 - df[f"{split}_acc"])
     df["gen_gap"] = df["test_error"] - df["train_error"]

@@ -307,15 +307,18 @@ def train_curve(
     ``s`` is ``curve_lr(s, total_steps, lr, schedule)``, set on the optimiser before the step.
     A non-finite loss stops training before it can touch ``θ_c``.
 
-    Returns ``{"train_loss_curve": per-epoch mean loss, "steps": steps taken,
-    "final_lr": the rate of the last step taken (None if none), "diverged_at_step": None or the
-    step with a non-finite loss}``.
+    Returns ``{"train_loss_curve": per-epoch mean loss, "window_losses": the mean loss of each
+    of :data:`WINDOWS` equal runs of consecutive steps (fewer if there are fewer steps),
+    "steps": steps taken, "final_lr": the rate of the last step taken (None if none),
+    "diverged_at_step": None or the step with a non-finite loss}``.
     """
     steps_per_epoch = _num_steps(len(x), batch_size)
     total = epochs * steps_per_epoch
     losses: list[float] = []
+    step_losses: list[float] = []
     if total == 0:
-        return {"train_loss_curve": losses, "steps": 0, "final_lr": None, "diverged_at_step": None}
+        return {"train_loss_curve": losses, "window_losses": [], "steps": 0, "final_lr": None,
+                "diverged_at_step": None}
     s_data, s_t = _seeds(seed)
     g_data = torch.Generator().manual_seed(s_data)
     g_t = torch.Generator().manual_seed(s_t)
@@ -346,13 +349,51 @@ def train_curve(
             opt.step()
             final_lr = opt.param_groups[0]["lr"]
             step += 1
-            loss_sum += float(loss.detach()) * len(yb)
+            step_losses.append(float(loss.detach()))
+            loss_sum += step_losses[-1] * len(yb)
             seen += len(yb)
         losses.append(loss_sum / seen if seen else math.nan)
         if diverged is not None:
             break
-    return {"train_loss_curve": losses, "steps": step, "final_lr": final_lr,
-            "diverged_at_step": diverged}
+    return {"train_loss_curve": losses, "window_losses": window_means(step_losses), "steps": step,
+            "final_lr": final_lr, "diverged_at_step": diverged}
+
+
+#: the curve's per-step losses are summarised as the means of this many equal runs of steps
+WINDOWS = 10
+#: defaults of the convergence rule (:func:`curve_converged`)
+PLATEAU_TOL = 0.05
+MIN_STEPS = 200
+
+
+def window_means(values: Sequence[float], windows: int = WINDOWS) -> list[float]:
+    """Means of ``windows`` near-equal runs of consecutive ``values`` (fewer if fewer values)."""
+    parts = np.array_split(np.asarray(values, dtype=np.float64), min(windows, len(values))) if len(values) else []
+    return [float(p.mean()) for p in parts]
+
+
+def curve_converged(window_losses: Sequence[float], steps: int, diverged_at_step: int | None, *,
+                    plateau_tol: float = PLATEAU_TOL, min_steps: int = MIN_STEPS) -> tuple[bool, str]:
+    """Whether a curve's training has plateaued, and why not: ``(converged, reason)``.
+
+    Converged when training did not diverge, took at least ``min_steps`` steps, and the mean
+    loss of the last window of steps (:func:`window_means`; each loss at its own random t) is
+    at least ``1 − plateau_tol`` times that of the window before: the loss fell by at most
+    ``plateau_tol`` (relatively) over the last tenth of training. An unconverged curve
+    over-states the barrier (an untrained curve is close to the straight line), so its mc is
+    not used for a phase label.
+    """
+    if diverged_at_step is not None:
+        return False, f"diverged at step {diverged_at_step}"
+    if steps < min_steps:
+        return False, f"{steps} steps < {min_steps}"
+    if len(window_losses) < 2:
+        return False, "too few steps to compare windows"
+    prev, last = window_losses[-2], window_losses[-1]
+    drop = (prev - last) / abs(prev) if prev else 0.0
+    if drop > plateau_tol:
+        return False, f"loss still falling: {drop:.1%} over the last window > {plateau_tol:.0%}"
+    return True, f"loss changed by {-drop:+.1%} over the last window"
 
 
 def bezier_mode_connectivity(
@@ -375,6 +416,10 @@ def bezier_mode_connectivity(
     bn_batch_size: int | None = None,
     device: torch.device | str | None = None,
     return_curve: bool = False,
+    eval_x: torch.Tensor | None = None,
+    eval_y: torch.Tensor | None = None,
+    plateau_tol: float = PLATEAU_TOL,
+    min_steps: int = MIN_STEPS,
 ) -> dict[str, Any]:
     """Fit a quadratic Bézier curve between two models and measure its mode connectivity.
 
@@ -388,12 +433,19 @@ def bezier_mode_connectivity(
     ``ClassificationTask().evaluate``). ``mc_error`` and ``mc_loss`` come from
     :func:`mode_connectivity_value`.
 
+    ``eval_x, eval_y`` (default: ``x, y``) are the samples the curve is evaluated on (BatchNorm
+    statistics are always recomputed from ``x``): e.g. the language zoos' fixed evaluation
+    subset of the training set, while the curve trains on all of it.
+
     ``model_a`` and ``model_b`` are never modified. The same arguments give the same result
     (on the same device). ``device`` defaults to ``model_a``'s. With ``return_curve=True`` the
     trained :class:`BezierCurve` is added under ``"curve"``.
 
-    Returns ``{"mc_error", "mc_loss", "t", "loss", "error", "t_star_error", "t_star_loss",
-    "settings", "train_loss_curve", "diverged_at_step"}``.
+    Returns ``{"mc_error", "mc_loss", "mc_error_chord", "mc_loss_chord", "t", "loss", "error",
+    "t_star_error", "t_star_loss", "settings", "train_loss_curve", "diverged_at_step",
+    "diagnostics"}``. ``diagnostics``: the loss at t = 0.5 before training (the straight line's
+    midpoint) and after, the endpoints' losses, the curve's training loss over its last window
+    of steps, the window means, and ``converged`` / ``convergence`` from :func:`curve_converged`.
     """
     if isinstance(num_t, bool) or not isinstance(num_t, int) or num_t < 3:
         raise ValueError(f"num_t must be an integer >= 3 (endpoints plus an interior point), got {num_t!r}")
@@ -406,21 +458,30 @@ def bezier_mode_connectivity(
     bn_batch_size = batch_size if bn_batch_size is None else bn_batch_size
     curve = BezierCurve(model_a, model_b, device)
     x, y = x.to(curve.device), y.to(curve.device)
+    ex = x if eval_x is None else eval_x.to(curve.device)
+    ey = y if eval_y is None else eval_y.to(curve.device)
 
+    def evaluate_at(t: float) -> dict[str, float]:
+        model = curve.model_at(t)
+        recompute_bn_statistics(model, x, batch_size=bn_batch_size)
+        model.eval()
+        return evaluate(model, ex, ey)
+
+    mid_before = float(evaluate_at(0.5)["loss"])  # the straight line's midpoint: θ_c starts at (a+b)/2
     fit = train_curve(curve, x, y, loss_fn=loss_fn, epochs=epochs, lr=lr, momentum=momentum,
                       weight_decay=weight_decay, batch_size=batch_size, seed=seed,
                       schedule=schedule, optimizer=optimizer)
 
     ts = [float(t) for t in np.linspace(0.0, 1.0, num_t)]
     losses, errors = [], []
-    bn_recomputed = False
+    bn_recomputed = bool(_batchnorms(curve.module))
     for t in ts:
-        model = curve.model_at(t)
-        bn_recomputed = recompute_bn_statistics(model, x, batch_size=bn_batch_size)
-        model.eval()
-        res = evaluate(model, x, y)
+        res = evaluate_at(t)
         losses.append(float(res["loss"]))
         errors.append(float(res["error"]))
+    mid_after = losses[ts.index(0.5)] if 0.5 in ts else float(evaluate_at(0.5)["loss"])
+    converged, why = curve_converged(fit["window_losses"], fit["steps"], fit["diverged_at_step"],
+                                     plateau_tol=plateau_tol, min_steps=min_steps)
     mc_error, i_err = mode_connectivity_value(errors)
     mc_loss, i_loss = mode_connectivity_value(losses)
     result: dict[str, Any] = {
@@ -454,9 +515,21 @@ def bezier_mode_connectivity(
             "bn_recompute": BN_RECOMPUTE if bn_recomputed else "none (no BatchNorm)",
             "bn_batch_size": bn_batch_size,
             "num_samples": len(x),
+            "num_eval_samples": len(ex),
+            "plateau_tol": plateau_tol,
+            "min_steps": min_steps,
         },
         "train_loss_curve": fit["train_loss_curve"],
         "diverged_at_step": fit["diverged_at_step"],
+        "diagnostics": {
+            "loss_mid_before": mid_before,
+            "loss_mid_after": mid_after,
+            "loss_endpoints": [losses[0], losses[-1]],
+            "curve_loss_end": fit["window_losses"][-1] if fit["window_losses"] else math.nan,
+            "window_losses": fit["window_losses"],
+            "converged": converged,
+            "convergence": why,
+        },
     }
     if return_curve:
         result["curve"] = curve
@@ -466,12 +539,16 @@ def bezier_mode_connectivity(
 __all__ = [
     "BN_RECOMPUTE",
     "LR_FLOOR",
+    "MIN_STEPS",
+    "PLATEAU_TOL",
     "SCHEDULES",
     "BezierCurve",
     "bezier_mode_connectivity",
     "bezier_point",
+    "curve_converged",
     "curve_lr",
     "mode_connectivity_value",
     "recompute_bn_statistics",
     "train_curve",
+    "window_means",
 ]

@@ -111,6 +111,7 @@ Reproducibility
 
 from __future__ import annotations
 
+import collections
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -125,9 +126,18 @@ from phasezoo.tasks import as_batch_loss
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_EIG_METHOD",
     "DEFAULT_HVP",
+    "DEFAULT_LANCZOS_NCV",
+    "DEFAULT_MAX_ITER",
+    "DEFAULT_MIN_PROBES",
     "DEFAULT_PROBE_BATCH",
+    "DEFAULT_REL_STDERR",
+    "DEFAULT_SKETCH_SIZE",
+    "DEFAULT_TRACE_METHOD",
+    "EIG_METHODS",
     "HVP_IMPLEMENTATIONS",
+    "TRACE_METHODS",
     "HessianEstimate",
     "HessianOperator",
     "hessian_top_eigenvalue",
@@ -145,6 +155,24 @@ DEFAULT_CHUNK_SIZE = 1024
 #: Rademacher probes per batched product in :func:`trace` (measured trade-off, see above).
 DEFAULT_PROBE_BATCH = 1
 
+#: Trace estimators: Hutchinson's, and Hutch++ (Meyer et al. 2021) with an adaptive residual.
+TRACE_METHODS = ("hutchinson", "hutchpp")
+#: Top-eigenvalue methods: power iteration (PyHessian's) and Lanczos (ARPACK via scipy's eigsh).
+EIG_METHODS = ("power", "lanczos")
+#: The defaults, chosen by ``benchmarks/hessian.py --budget`` (see the module docstring).
+DEFAULT_TRACE_METHOD = "hutchpp"
+DEFAULT_EIG_METHOD = "lanczos"
+#: The trace stops once its standard error is at most this fraction of |estimate| ...
+DEFAULT_REL_STDERR = 0.05
+#: ... but never before this many probes (Hutch++: residual probes).
+DEFAULT_MIN_PROBES = 10
+#: Hessian-vector products at most, in all (PyHessian's maxIter).
+DEFAULT_MAX_ITER = 100
+#: Hutch++'s sketch size k (2k products before the residual probes).
+DEFAULT_SKETCH_SIZE = 10
+#: Lanczos basis size (ARPACK's ncv).
+DEFAULT_LANCZOS_NCV = 20
+
 #: Added to the denominator of the relative-change stopping rules, as in PyHessian.
 _EPS = 1e-6
 
@@ -156,13 +184,20 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class HessianEstimate:
     """One Hessian statistic with everything needed to judge and reproduce it.
 
-    ``value``: the estimate; ``iterations``: Hessian-vector products (power iteration) or probes
-    (Hutchinson) used; ``converged``: whether the stopping rule fired before ``max_iter``;
-    ``stderr``: standard error of the Hutchinson mean (``None`` for the eigenvalue, and for a
-    trace from a single probe); ``settings``: ``max_iter, tol, seed, num_samples, num_batches,
-    chunk_size, num_chunks, num_params, method, hvp, probe_batch`` (``chunk_size`` is None when
-    the batches were used as given); ``history``: the eigenvalue after each iteration, or each
-    probe's value vᵀHv.
+    ``value``: the estimate; ``iterations``: the Hessian-vector products used (every method;
+    for Hutch++ 2k sketch products plus the residual probes); ``converged``: whether the
+    stopping rule fired before ``max_iter`` products; ``stderr``: the trace's standard error
+    (Hutchinson: of the probe mean; Hutch++: of the residual mean, given the sketch; ``None``
+    for the eigenvalue and for a trace from a single probe); ``settings``: what produced it
+    (``method, max_iter, tol, seed, num_samples, num_batches, chunk_size, num_chunks,
+    num_params, hvp, probe_batch``, for Lanczos ``ncv``, for the trace ``probes, rel_stderr,
+    min_probes, sketch_size``; a parameter the chosen rule does not use is None: ``tol`` under
+    the standard-error rule, ``rel_stderr`` and ``min_probes`` under the relative-change rule,
+    ``sketch_size`` for Hutchinson; ``chunk_size`` is None when the batches were used as
+    given); ``history``: the power-iteration eigenvalue after each product (empty for Lanczos),
+    or each probe's value in order (Hutch++: the residual probes' gᵀ P H P g);
+    ``diagnostics``: ``products``, and for the trace ``probes`` (Hutchinson or residual probes)
+    and, for Hutch++, ``deflated_trace`` = tr(Qᵀ H Q) and ``residual_trace``.
     """
 
     value: float
@@ -171,6 +206,7 @@ class HessianEstimate:
     stderr: float | None
     settings: dict[str, Any]
     history: tuple[float, ...] = field(default=(), repr=False)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (plain floats, ints, bools, strings, lists)."""
@@ -181,6 +217,7 @@ class HessianEstimate:
             "stderr": self.stderr,
             "settings": dict(self.settings),
             "history": list(self.history),
+            "diagnostics": dict(self.diagnostics),
         }
 
 
@@ -373,7 +410,7 @@ def _regroup(batches: list[Batch], chunk_size: int) -> list[Batch] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Vectors as lists of per-parameter tensors
+# Vectors as lists of per-parameter tensors, and as flat columns
 
 
 def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
@@ -397,8 +434,44 @@ def _rademacher(params: Sequence[torch.Tensor], gen: torch.Generator) -> list[to
     ]
 
 
+def _flat_dtype(params: Sequence[torch.Tensor]) -> torch.dtype:
+    dtype = params[0].dtype
+    for p in params[1:]:
+        dtype = torch.promote_types(dtype, p.dtype)
+    return dtype
+
+
+def _flatten(v: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    return torch.cat([t.reshape(-1).to(dtype) for t in v])
+
+
+def _unflatten(x: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    out, start = [], 0
+    for p in params:
+        out.append(x[start:start + p.numel()].view(p.shape).to(p.dtype))
+        start += p.numel()
+    return out
+
+
+def _products(op: HessianOperator, vectors: list[list[torch.Tensor]], probe_batch: int) -> list[list[torch.Tensor]]:
+    """H v for each v in ``vectors``, ``probe_batch`` vectors per (batched) product."""
+    out: list[list[torch.Tensor]] = []
+    for i in range(0, len(vectors), probe_batch):
+        group = vectors[i:i + probe_batch]
+        if len(group) == 1:
+            out.append(op.matvec(group[0]))
+        else:
+            stacked = op.matvec_batched([torch.stack(ts) for ts in zip(*group)])
+            out.extend([list(ts) for ts in zip(*(t.unbind(0) for t in stacked))])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks, stopping rules, settings
+
+
 def _check(max_iter: int, tol: float, probe_batch: int = 1) -> None:
-    if not isinstance(max_iter, int) or max_iter < 1:
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
@@ -406,12 +479,49 @@ def _check(max_iter: int, tol: float, probe_batch: int = 1) -> None:
         raise ValueError(f"probe_batch must be a positive integer, got {probe_batch!r}")
 
 
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; known: {', '.join(choices)}")
+
+
 def _relative_change(new: float, old: float) -> float:
     return abs(new - old) / (abs(old) + _EPS)
 
 
-def _settings(op: HessianOperator, method: str, max_iter: int, tol: float, seed: int,
-              probe_batch: int) -> dict[str, Any]:
+class _StoppingRule:
+    """Decides, probe value by probe value, whether a trace estimate may stop.
+
+    ``rel_stderr`` not None: the standard-error rule (n ≥ max(min_probes, 2) and
+    SE ≤ max(rel_stderr · |estimate|, floor)); None: the relative-change rule with ``tol``
+    (n ≥ 2 and |m_n − m_{n−1}| / (|m_{n−1}| + 1e-6) < tol). The estimate is ``offset`` + the
+    mean of the values (offset: Hutch++'s deflated trace, 0 for Hutchinson). Running sums use
+    Welford's update in float64.
+    """
+
+    def __init__(self, rel_stderr: float | None, min_probes: int, tol: float, offset: float = 0.0,
+                 floor: float = 0.0):
+        self.rel_stderr, self.min_probes, self.tol = rel_stderr, max(min_probes, 2), tol
+        self.offset, self.floor = offset, floor
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, value: float) -> bool:
+        """Take one probe value; True if the rule fires now."""
+        previous = self.offset + self.mean
+        self.n += 1
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (value - self.mean)
+        estimate = self.offset + self.mean
+        if self.rel_stderr is None:
+            return self.n >= 2 and _relative_change(estimate, previous) < self.tol
+        if self.n < self.min_probes:
+            return False
+        stderr = math.sqrt(max(self.m2, 0.0) / (self.n - 1) / self.n)
+        return stderr <= max(self.rel_stderr * abs(estimate), self.floor)
+
+
+def _settings(op: HessianOperator, method: str, max_iter: int, tol: float | None, seed: int,
+              probe_batch: int, **extra: Any) -> dict[str, Any]:
     return {
         "method": method,
         "max_iter": max_iter,
@@ -424,11 +534,12 @@ def _settings(op: HessianOperator, method: str, max_iter: int, tol: float, seed:
         "num_params": op.num_params,
         "hvp": op.hvp,
         "probe_batch": probe_batch,
+        **extra,
     }
 
 
 # --------------------------------------------------------------------------------------------
-# The two statistics
+# Top eigenvalue
 
 
 def top_eigenvalue(
@@ -436,42 +547,124 @@ def top_eigenvalue(
     loss_fn: LossFn,
     batches: Sequence[Batch],
     *,
-    max_iter: int = 100,
+    max_iter: int = DEFAULT_MAX_ITER,
     tol: float = 1e-3,
     seed: int = 0,
+    method: str = DEFAULT_EIG_METHOD,
+    ncv: int = DEFAULT_LANCZOS_NCV,
     hvp: str = DEFAULT_HVP,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> HessianEstimate:
-    """Largest-magnitude Hessian eigenvalue of the mean loss over ``batches``, by power iteration.
+    """Largest-magnitude Hessian eigenvalue (with its sign) of the mean loss over ``batches``.
 
-    λ_i = v_iᵀ H v_i with v_{i+1} = H v_i / ‖H v_i‖ from a seeded Gaussian start; stops when
-    |λ_i − λ_{i−1}| / (|λ_{i−1}| + 1e-6) < tol or after ``max_iter`` products (PyHessian's
-    algorithm; paper §2). The result is the eigenvalue of largest magnitude, with its sign (see
-    the module docstring). ``hvp`` picks the Hessian-vector product implementation and
-    ``chunk_size`` how samples are regrouped for it; neither changes the value beyond
-    floating-point noise.
+    ``method="power"``: power iteration from a seeded Gaussian start, λ_i = v_iᵀ H v_i,
+    v_{i+1} = H v_i / ‖H v_i‖, stopping when |λ_i − λ_{i−1}| / (|λ_{i−1}| + 1e-6) < tol
+    (PyHessian's algorithm; paper §2). ``method="lanczos"``: implicitly restarted Lanczos
+    (ARPACK through ``scipy.sparse.linalg.eigsh``, ``which="LM"``, ``ncv`` basis vectors, the
+    same seeded start), stopping when the Ritz residual ‖H x − θ x‖ ≤ tol · |θ|. Either stops
+    after ``max_iter`` Hessian-vector products at the latest (``converged=False``); Lanczos then
+    returns the Rayleigh–Ritz value on the last ``ncv`` vectors it multiplied. ``iterations`` is
+    the number of products. ``hvp`` and ``chunk_size`` change the speed, not the value (beyond
+    floating-point noise). See the module docstring for the measured costs.
     """
     _check(max_iter, tol)
+    _check_choice("eigenvalue method", method, EIG_METHODS)
+    if not isinstance(ncv, int) or ncv < 2:
+        raise ValueError(f"ncv must be an integer >= 2, got {ncv!r}")
     with HessianOperator(model, loss_fn, batches, hvp=hvp, chunk_size=chunk_size) as op:
         gen = torch.Generator().manual_seed(seed)
         v = _gaussian(op.params, gen)
-        norm = math.sqrt(_dot(v, v))
-        v = [t / norm for t in v]
-        history: list[float] = []
-        converged = False
-        for _ in range(max_iter):
-            hv = op.matvec(v)
-            history.append(_dot(v, hv))
-            if len(history) >= 2 and _relative_change(history[-1], history[-2]) < tol:
-                converged = True
-                break
-            norm = math.sqrt(_dot(hv, hv))
-            if norm == 0.0:  # H v = 0 for a random v: H is zero (almost surely)
-                converged = True
-                break
-            v = [t / norm for t in hv]
-        settings = _settings(op, "power_iteration", max_iter, tol, seed, 1)
-    return HessianEstimate(history[-1], len(history), converged, None, settings, tuple(history))
+        if method == "power":
+            value, products, converged, history = _power_iteration(op, v, max_iter, tol)
+            settings = _settings(op, method, max_iter, tol, seed, 1)
+        else:
+            value, products, converged, history, used_ncv = _lanczos(op, v, max_iter, tol, ncv)
+            settings = _settings(op, method, max_iter, tol, seed, 1, ncv=used_ncv)
+    return HessianEstimate(value, products, converged, None, settings, tuple(history),
+                           {"products": products})
+
+
+def _power_iteration(op: HessianOperator, v: list[torch.Tensor], max_iter: int,
+                     tol: float) -> tuple[float, int, bool, list[float]]:
+    norm = math.sqrt(_dot(v, v))
+    v = [t / norm for t in v]
+    history: list[float] = []
+    converged = False
+    for _ in range(max_iter):
+        hv = op.matvec(v)
+        history.append(_dot(v, hv))
+        if len(history) >= 2 and _relative_change(history[-1], history[-2]) < tol:
+            converged = True
+            break
+        norm = math.sqrt(_dot(hv, hv))
+        if norm == 0.0:  # H v = 0 for a random v: H is zero (almost surely)
+            converged = True
+            break
+        v = [t / norm for t in hv]
+    return history[-1], len(history), converged, history
+
+
+class _BudgetSpent(Exception):
+    """Raised inside ARPACK's reverse-communication loop when max_iter products are used."""
+
+
+def _lanczos(op: HessianOperator, v0: list[torch.Tensor], max_iter: int, tol: float,
+             ncv: int) -> tuple[float, int, bool, list[float], int]:
+    import numpy as np
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
+
+    d = op.num_params
+    ncv = min(ncv, d)
+    pairs: collections.deque = collections.deque(maxlen=ncv)  # the last ncv (x, H x), float64
+    count = 0
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        nonlocal count
+        if count >= max_iter:
+            raise _BudgetSpent
+        count += 1
+        xt = torch.from_numpy(np.ascontiguousarray(x.reshape(-1), dtype=np.float64))
+        hv = op.matvec(_unflatten(xt.to(op.params[0].device), op.params))
+        y = _flatten(hv, torch.float64).cpu().numpy()
+        pairs.append((xt.numpy().copy(), y))
+        return y
+
+    start = _flatten(v0, torch.float64).cpu().numpy()
+    if d < 3:  # too small for ARPACK (it needs ncv > k + 1): the Ritz value on e_1, e_2 is exact
+        for i in range(min(d, max_iter)):
+            matvec(np.eye(d)[i])
+        return _rayleigh_ritz(pairs), count, count == d, [], ncv
+    a = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
+    try:
+        w = eigsh(a, k=1, which="LM", tol=tol, v0=start, ncv=ncv, maxiter=max_iter,
+                  return_eigenvectors=False)
+        return float(w[0]), count, True, [], ncv
+    except (_BudgetSpent, ArpackNoConvergence):
+        return _rayleigh_ritz(pairs), count, False, [], ncv
+    except ArpackError:
+        # ARPACK stops on a zero operator ("starting vector is zero" once H v0 = 0)
+        if pairs and all(not np.any(y) for _, y in pairs):
+            return 0.0, count, True, [], ncv
+        raise
+
+
+def _rayleigh_ritz(pairs: Sequence[tuple[Any, Any]]) -> float:
+    """Largest-magnitude Ritz value of H on span{x_i} from stored pairs (x_i, H x_i)."""
+    import numpy as np
+
+    x = np.stack([p[0] for p in pairs], axis=1)
+    y = np.stack([p[1] for p in pairs], axis=1)
+    u, s, wt = np.linalg.svd(x, full_matrices=False)
+    keep = s > 1e-8 * s[0]
+    u, s, wt = u[:, keep], s[keep], wt[keep]
+    # H u_r = H X W_r Σ_r⁻¹ = Y W_r Σ_r⁻¹
+    t = u.T @ (y @ wt.T / s)
+    theta = np.linalg.eigvalsh((t + t.T) / 2)
+    return float(theta[np.argmax(np.abs(theta))])
+
+
+# --------------------------------------------------------------------------------------------
+# Trace
 
 
 def trace(
@@ -479,47 +672,109 @@ def trace(
     loss_fn: LossFn,
     batches: Sequence[Batch],
     *,
-    max_iter: int = 100,
+    max_iter: int = DEFAULT_MAX_ITER,
+    rel_stderr: float | None = DEFAULT_REL_STDERR,
+    min_probes: int = DEFAULT_MIN_PROBES,
+    method: str = DEFAULT_TRACE_METHOD,
+    sketch_size: int | None = None,
     tol: float = 1e-3,
     seed: int = 0,
     hvp: str = DEFAULT_HVP,
     probe_batch: int = DEFAULT_PROBE_BATCH,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> HessianEstimate:
-    """Hutchinson estimate of tr(H) = E[vᵀ H v], v Rademacher, of the mean loss over ``batches``.
+    """Estimate tr(H) of the mean loss over ``batches`` with Rademacher probes, stopping on accuracy.
 
-    Probes are drawn one after another from a generator seeded with ``seed`` and evaluated
-    ``probe_batch`` at a time; their values are then taken in order and the estimate stops at the
-    first probe n ≥ 2 where |m_n − m_{n−1}| / (|m_{n−1}| + 1e-6) < tol (m_n the mean of the first
-    n values), or at ``max_iter`` probes. Unlike PyHessian (no ``abs()`` in the denominator,
-    hence a premature stop whenever the running mean is negative) the rule is symmetric in the
-    sign of the trace. ``stderr`` = sample std of the n probe values / √n. ``hvp``,
-    ``probe_batch`` and ``chunk_size`` change the speed, not the value (beyond floating-point
-    noise). Paper §2.
+    ``method="hutchinson"``: the mean of vᵀ H v over probes v. ``method="hutchpp"`` (Hutch++,
+    Meyer et al. 2021): k = ``sketch_size`` products H S give Q = orth(H S), k more give the
+    exact tr(Qᵀ H Q), and Hutchinson probes of the deflated (I − QQᵀ) H (I − QQᵀ) estimate the
+    rest. ``sketch_size=None``: ``DEFAULT_SKETCH_SIZE``, reduced to fit
+    2k + ``min_probes`` ≤ ``max_iter`` (0: plain Hutchinson).
+
+    Stopping: with ``rel_stderr`` (default) at the first n ≥ ``min_probes`` (Hutch++: residual
+    probes) with standard error ≤ ``rel_stderr`` · |estimate|; with ``rel_stderr=None`` at the
+    first n ≥ 2 where |m_n − m_{n−1}| / (|m_{n−1}| + 1e-6) < ``tol`` (the previous rule:
+    PyHessian's with ``abs()`` in the denominator). At the latest after ``max_iter``
+    Hessian-vector products in all (``converged=False``). ``rel_stderr=0`` runs to ``max_iter``
+    (unless the values have zero spread). ``iterations`` counts the products, ``stderr`` is the
+    standard error of the probe (residual) mean, conditional on the sketch for Hutch++.
+    ``history`` holds the probe (residual) values in order. ``hvp``, ``probe_batch`` and
+    ``chunk_size`` change the speed, not the value (beyond floating-point noise). Paper §2; the
+    module docstring has the measured accuracy per product.
     """
     _check(max_iter, tol, probe_batch)
+    _check_choice("trace method", method, TRACE_METHODS)
+    if rel_stderr is not None and not (isinstance(rel_stderr, (int, float)) and rel_stderr >= 0
+                                       and math.isfinite(rel_stderr)):
+        raise ValueError(f"rel_stderr must be a finite number >= 0 or None, got {rel_stderr!r}")
+    if not isinstance(min_probes, int) or isinstance(min_probes, bool) or min_probes < 1:
+        raise ValueError(f"min_probes must be a positive integer, got {min_probes!r}")
+    if sketch_size is not None and (not isinstance(sketch_size, int) or sketch_size < 0
+                                    or (method == "hutchpp" and 2 * sketch_size >= max_iter)):
+        raise ValueError(f"sketch_size must be an integer >= 0 with 2 * sketch_size < max_iter, got {sketch_size!r}")
     with HessianOperator(model, loss_fn, batches, hvp=hvp, chunk_size=chunk_size) as op:
         gen = torch.Generator().manual_seed(seed)
+        k = 0
+        if method == "hutchpp":
+            k = sketch_size if sketch_size is not None else min(DEFAULT_SKETCH_SIZE,
+                                                                max(0, (max_iter - min_probes) // 2))
+            k = min(k, op.num_params)
+        if k:
+            q, deflated, floor = _sketch(op, gen, k, probe_batch)
+        else:
+            q, deflated, floor = None, 0.0, 0.0
+        rule = _StoppingRule(rel_stderr, min_probes, tol, deflated, floor)
         values: list[float] = []
+        budget = max_iter - 2 * k
         converged = False
-        while len(values) < max_iter and not converged:
-            k = min(probe_batch, max_iter - len(values))
-            probes = [_rademacher(op.params, gen) for _ in range(k)]
-            if k == 1:
-                chunk = [_dot(probes[0], op.matvec(probes[0]))]
-            else:
-                stacked = [torch.stack(ts) for ts in zip(*probes)]
-                chunk = _dot_batched(stacked, op.matvec_batched(stacked))
-            for value in chunk:
-                previous = math.fsum(values) / len(values) if values else None
-                values.append(value)
-                if previous is not None and _relative_change(math.fsum(values) / len(values), previous) < tol:
+        dtype = _flat_dtype(op.params)
+        while len(values) < budget and not converged:
+            probes = [_rademacher(op.params, gen) for _ in range(min(probe_batch, budget - len(values)))]
+            if q is not None:  # project the probes: p = (I − QQᵀ) g, and pᵀ H p = gᵀ P H P g
+                flat = torch.stack([_flatten(g, dtype) for g in probes], dim=1)
+                flat = flat - q @ (q.T @ flat)
+                probes = [_unflatten(c, op.params) for c in flat.T]
+            for g, hg in zip(probes, _products(op, probes, probe_batch)):
+                values.append(_dot(g, hg))
+                if rule.add(values[-1]):
                     converged = True
                     break
-        settings = _settings(op, "hutchinson_rademacher", max_iter, tol, seed, probe_batch)
+        settings = _settings(
+            op, method, max_iter, tol if rel_stderr is None else None, seed, probe_batch,
+            probes="rademacher", rel_stderr=rel_stderr,
+            min_probes=None if rel_stderr is None else min_probes,
+            sketch_size=k if method == "hutchpp" else None)
     n = len(values)
+    products = 2 * k + n
+    if n == 0:  # the sketch used the whole budget (only with an explicit sketch_size ≥ d)
+        return HessianEstimate(deflated, products, False, None, settings, (),
+                               {"products": products, "probes": 0, "deflated_trace": deflated})
     stderr = statistics.stdev(values) / math.sqrt(n) if n >= 2 else None
-    return HessianEstimate(math.fsum(values) / n, n, converged, stderr, settings, tuple(values))
+    value = deflated + math.fsum(values) / n
+    diagnostics: dict[str, Any] = {"products": products, "probes": n}
+    if method == "hutchpp":
+        diagnostics.update(deflated_trace=deflated, residual_trace=math.fsum(values) / n)
+    return HessianEstimate(value, products, converged, stderr, settings, tuple(values), diagnostics)
+
+
+def _sketch(op: HessianOperator, gen: torch.Generator, k: int,
+            probe_batch: int) -> tuple[torch.Tensor, float, float]:
+    """Hutch++'s deterministic part: Q = orth(H S) for k Rademacher columns S (k products),
+    tr(Qᵀ H Q) (k products), and the floor of the standard-error rule:
+    √eps · Σ|eig(Qᵀ H Q)| (the residual is zero to working precision below it)."""
+    dtype = _flat_dtype(op.params)
+    s = [_rademacher(op.params, gen) for _ in range(k)]
+    hs = torch.stack([_flatten(h, dtype) for h in _products(op, s, probe_batch)], dim=1)
+    q, _ = torch.linalg.qr(hs)
+    del hs
+    cols = [_unflatten(c, op.params) for c in q.T]
+    hq = torch.stack([_flatten(h, dtype) for h in _products(op, cols, probe_batch)], dim=1)
+    t = (q.T.double() @ hq.double())
+    del hq
+    deflated = float(torch.trace(t))
+    eigs = torch.linalg.eigvalsh((t + t.T) / 2)
+    floor = math.sqrt(torch.finfo(dtype).eps) * float(eigs.abs().sum())
+    return q, deflated, floor
 
 
 def hessian_top_eigenvalue(
@@ -527,15 +782,17 @@ def hessian_top_eigenvalue(
     loss_fn: LossFn,
     batches: Sequence[Batch],
     *,
-    max_iter: int = 100,
+    max_iter: int = DEFAULT_MAX_ITER,
     tol: float = 1e-3,
     seed: int = 0,
+    method: str = DEFAULT_EIG_METHOD,
+    ncv: int = DEFAULT_LANCZOS_NCV,
     hvp: str = DEFAULT_HVP,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> float:
-    """The value of :func:`top_eigenvalue` (largest-magnitude eigenvalue, power iteration)."""
-    return top_eigenvalue(model, loss_fn, batches, max_iter=max_iter, tol=tol, seed=seed, hvp=hvp,
-                          chunk_size=chunk_size).value
+    """The value of :func:`top_eigenvalue` (largest-magnitude eigenvalue, with its sign)."""
+    return top_eigenvalue(model, loss_fn, batches, max_iter=max_iter, tol=tol, seed=seed, method=method,
+                          ncv=ncv, hvp=hvp, chunk_size=chunk_size).value
 
 
 def hessian_trace(
@@ -543,13 +800,18 @@ def hessian_trace(
     loss_fn: LossFn,
     batches: Sequence[Batch],
     *,
-    max_iter: int = 100,
+    max_iter: int = DEFAULT_MAX_ITER,
+    rel_stderr: float | None = DEFAULT_REL_STDERR,
+    min_probes: int = DEFAULT_MIN_PROBES,
+    method: str = DEFAULT_TRACE_METHOD,
+    sketch_size: int | None = None,
     tol: float = 1e-3,
     seed: int = 0,
     hvp: str = DEFAULT_HVP,
     probe_batch: int = DEFAULT_PROBE_BATCH,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> float:
-    """The value of :func:`trace` (Hutchinson estimate of tr(H), Rademacher probes)."""
-    return trace(model, loss_fn, batches, max_iter=max_iter, tol=tol, seed=seed, hvp=hvp,
-                 probe_batch=probe_batch, chunk_size=chunk_size).value
+    """The value of :func:`trace` (Hutchinson or Hutch++ estimate of tr(H), Rademacher probes)."""
+    return trace(model, loss_fn, batches, max_iter=max_iter, rel_stderr=rel_stderr, min_probes=min_probes,
+                 method=method, sketch_size=sketch_size, tol=tol, seed=seed, hvp=hvp, probe_batch=probe_batch,
+                 chunk_size=chunk_size).value

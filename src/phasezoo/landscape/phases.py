@@ -1,4 +1,5 @@
-"""The five-phase taxonomy of Yang et al. (2021), as used in the paper's §2, with explicit thresholds.
+"""The five-phase taxonomy of Yang et al. (2021), as used in the paper's §2: the decision rule,
+thresholds calibrated from training-side quantities, and each label's confidence.
 
 Each grid cell (one load × temperature point) is described by its seed-averaged
 
@@ -6,51 +7,105 @@ Each grid cell (one load × temperature point) is described by its seed-averaged
 * **Hessian trace** of the train loss (local: is the basin rugged or smooth?),
 * **mode connectivity** ``mc`` between its seeds (global: a barrier (mc < 0), under-trained
   end points (mc > 0), or connected minima (mc ≈ 0)),
-* **CKA** of its seeds' logits (global: do the seeds compute similar functions?).
+* **CKA** of its seeds' outputs (global: do the seeds compute similar functions?).
 
-The decision is local first, then global::
+The decision rule: exactly the taxonomy's five sign patterns
+    ::
 
-    rugged  = train_loss >= τ_loss  or  hessian_trace >= τ_trace
-    rugged:  mc < −τ_mc  -> I   (under-fitted and under-sized: rugged, with a barrier)
-             otherwise   -> II  (under-fitted: rugged, no barrier; mc > 0 typically)
-    smooth:  mc < −τ_mc  -> III (under-sized: smooth basins separated by a barrier)
-             otherwise   -> IV, and CKA splits it:
-                 cka >= τ_cka -> IV-B (the seeds agree: the best-generalising phase)
-                 cka <  τ_cka -> IV-A
+        rugged  = train_loss >= τ_loss  or  hessian_trace >= τ_trace      (else: smooth)
+        rugged,  mc < −τ_mc   -> I    (under-fitted and under-sized: rugged, with a barrier)
+        rugged,  mc > +τ_mc   -> II   (under-fitted: rugged, the curve's middle beats its ends)
+        smooth,  mc < −τ_mc   -> III  (under-sized: smooth basins separated by a barrier)
+        smooth, |mc| <= τ_mc  -> IV, split by CKA:  cka >= τ_cka -> IV-B,  else IV-A
+
+    Every other pattern (rugged with |mc| ≤ τ_mc, smooth with mc > +τ_mc) is ``"unassigned"``,
+    and so is a cell whose Bézier curves did not converge (its mc is not a measurement of the
+    landscape but of the curve optimiser). ``None`` means a metric is missing.
 
 Naming of IV-A and IV-B: the paper's §2 list calls the high-CKA phase IV-A, while its §4.1 (and
 Yang et al. 2021, where the taxonomy comes from) call the best-generalising, high-CKA phase
 IV-B. We follow Yang et al. and §4.1: **IV-B = high CKA**. The book shows test accuracy per
 phase so the choice can be checked against the data.
 
-The thresholds are the zoo spec's ``phases`` section (defaults in :data:`DEFAULT_THRESHOLDS`);
-:func:`threshold_sensitivity` reports which cells change phase when each one moves by ±25%.
+The mc used is the spec's ``mc_metric`` (``mc_error``; ``mc_loss`` for language models)
+referenced to the chord between the endpoints (``mc_reference: chord``, the default; see
+:func:`phasezoo.landscape.curves.mode_connectivity_value`); ``mc_reference: mean`` gives the
+paper's endpoint-mean definition. The CKA is the unbiased estimator (its chance level is 0);
+the paper's biased per-batch value is stored beside it as ``cka_paper``.
+
+Calibration (:func:`calibrate_thresholds`): one rule for every zoo, from training-side
+quantities only (never a test column):
+
+* ``τ_loss = √(L_init · L_best)``: the geometric midpoint between the train loss at
+  initialisation (median over members of the epoch-0 evaluation) and the lowest cell train loss
+  of the grid. A cell is *fitted* when it has come more than half-way, on a log scale, from
+  where every model starts to the best fit any cell reached.
+* ``τ_trace``: Otsu's threshold of the cells' log Hessian traces, the split of the grid's cells
+  into the two groups with the largest between-group variance (Otsu 1979), placed half-way (in
+  log) between the two traces it separates. Curvature spans orders of magnitude between zoos
+  (10 to 1e5 here), so only a scale-free, per-grid rule can serve all of them.
+* ``τ_cka``: Otsu's threshold of the cells' (unbiased) CKA values, likewise.
+* ``τ_mc = 3 · s / √P``: three standard errors of a cell's mean mc, from s, the median over
+  cells of the standard deviation of mc between the cell's seed pairs, and P, the median number
+  of pairs per cell. mc within three standard errors of 0 is "connected". Three, not two: at
+  two a grid of 20 connected cells has a false barrier or dip in one cell on average (5% each),
+  and the pairs of a cell share seeds, so they are not independent and s/√P is optimistic.
+  With one pair per cell s cannot be measured, and :data:`FALLBACK_MC` is used and reported as
+  such.
+
+A two-group split always finds two groups, also where a grid holds only one population: the
+report prints each threshold with its inputs and :func:`threshold_sensitivity` shows which cells
+move when it moves. A zoo's YAML ``phases:`` section may fix any threshold instead; the default
+zoos do not.
+
+Confidence (:func:`label_confidence`): the share of bootstrap resamples that give the modal phase,
+resampling the cell's seeds with replacement (pairs: those among the distinct drawn seeds) and
+each member's Hessian trace within its standard error (normal noise); thresholds stay fixed.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 PHASES = ("I", "II", "III", "IV-A", "IV-B")
+#: a cell whose sign pattern is none of the taxonomy's five, or whose curves did not converge
+UNASSIGNED = "unassigned"
+#: every label a cell can get (``None`` aside: a missing metric)
+LABELS = PHASES + (UNASSIGNED,)
+THRESHOLD_NAMES = ("train_loss", "hessian_trace", "mc", "cka")
+#: τ_mc when the spread between a cell's seed pairs cannot be measured (one pair per cell)
+FALLBACK_MC = 0.02
+#: |mc| within this many standard errors of 0 counts as connected
+MC_STANDARD_ERRORS = 3
+#: bootstrap resamples per cell and the confidence below which a label is marked doubtful
+BOOTSTRAP_DRAWS = 400
+CONFIDENT = 0.8
+#: the training-side columns calibration may read (test columns never reach it)
+CALIBRATION_COLUMNS = ("train_loss", "hessian_trace", "cka")
 
 
 @dataclass(frozen=True)
 class PhaseThresholds:
-    """Explicit phase thresholds (see the module docstring for the decision rule).
+    """Phase thresholds (see the module docstring for the rule). ``None`` = calibrate it.
 
-    ``mc_metric`` names the mode-connectivity column used: ``mc_error`` for classification,
-    ``mc_loss`` where the error is not meaningful (language models).
+    ``mc_metric`` names the mode-connectivity quantity (``mc_error`` for classification,
+    ``mc_loss`` where the error is not meaningful: language models); ``mc_reference`` whether it
+    is referenced to the chord between the endpoints (``chord``, default) or to their mean
+    (``mean``, the paper's definition).
     """
 
-    train_loss: float = 0.1
-    hessian_trace: float = 100.0
-    mc: float = 0.02
-    cka: float = 0.9
+    train_loss: float | None = None
+    hessian_trace: float | None = None
+    mc: float | None = None
+    cka: float | None = None
     mc_metric: str = "mc_error"
+    mc_reference: str = "chord"
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> "PhaseThresholds":
@@ -60,45 +115,72 @@ class PhaseThresholds:
             raise ValueError(f"unknown phase threshold {sorted(unknown)[0]!r}; "
                              f"known: {', '.join(cls.__dataclass_fields__)}")
         t = cls(**m)
-        for name in ("train_loss", "hessian_trace", "mc", "cka"):
+        for name in THRESHOLD_NAMES:
             v = getattr(t, name)
+            if v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"phase threshold {name} must be a non-negative number, got {v!r}")
         if t.mc_metric not in ("mc_error", "mc_loss"):
             raise ValueError(f"phase threshold mc_metric must be mc_error or mc_loss, got {t.mc_metric!r}")
-        return replace(t, **{k: float(getattr(t, k)) for k in ("train_loss", "hessian_trace", "mc", "cka")})
+        if t.mc_reference not in ("chord", "mean"):
+            raise ValueError(f"phase threshold mc_reference must be chord or mean, got {t.mc_reference!r}")
+        return replace(t, **{k: float(getattr(t, k)) for k in THRESHOLD_NAMES if getattr(t, k) is not None})
+
+    @property
+    def mc_column(self) -> str:
+        """The table column the rule reads: e.g. ``mc_error_chord`` or ``mc_error``."""
+        return f"{self.mc_metric}_chord" if self.mc_reference == "chord" else self.mc_metric
+
+    @property
+    def complete(self) -> bool:
+        return all(getattr(self, k) is not None for k in THRESHOLD_NAMES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+#: nothing fixed: every threshold calibrated, chord-referenced mc on the error
 DEFAULT_THRESHOLDS = PhaseThresholds()
 
 
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def classify_cell(train_loss: float, hessian_trace: float, mc: float, cka: float,
-                  thresholds: PhaseThresholds = DEFAULT_THRESHOLDS) -> str | None:
-    """The phase of one cell from its seed-averaged metrics; None when a metric is missing."""
-    values = (train_loss, hessian_trace, mc, cka)
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+                  thresholds: PhaseThresholds, converged: bool = True) -> str | None:
+    """The phase of one cell from its seed-averaged metrics (module docstring): one of
+    :data:`PHASES`, :data:`UNASSIGNED` for another sign pattern or unconverged curves, or None
+    when a metric is missing. ``thresholds`` must be complete (no None)."""
+    if not thresholds.complete:
+        raise ValueError("classify_cell needs every threshold; calibrate them first (calibrate_thresholds)")
+    if any(_missing(v) for v in (train_loss, hessian_trace, mc, cka)):
         return None
+    if not converged:
+        return UNASSIGNED
     rugged = train_loss >= thresholds.train_loss or hessian_trace >= thresholds.hessian_trace
-    barrier = mc < -thresholds.mc
+    if mc < -thresholds.mc:
+        return "I" if rugged else "III"
+    if mc > thresholds.mc:
+        return "II" if rugged else UNASSIGNED
     if rugged:
-        return "I" if barrier else "II"
-    if barrier:
-        return "III"
+        return UNASSIGNED
     return "IV-B" if cka >= thresholds.cka else "IV-A"
 
 
-CELL_COLUMNS = ("train_loss", "hessian_trace", "cka")
+def _converged(row: Mapping[str, Any]) -> bool:
+    v = row.get("curve_converged", True)
+    return True if _missing(v) else bool(v)
 
 
-def classify_cells(cells: pd.DataFrame, thresholds: PhaseThresholds = DEFAULT_THRESHOLDS) -> pd.Series:
+def classify_cells(cells: pd.DataFrame, thresholds: PhaseThresholds) -> pd.Series:
     """Phase of every row of a cell table with columns ``train_loss``, ``hessian_trace``,
-    ``cka`` and ``thresholds.mc_metric``; returns a Series aligned with ``cells``."""
-    mc_col = thresholds.mc_metric
+    ``cka``, ``thresholds.mc_column`` and optionally ``curve_converged``; a Series aligned with
+    ``cells``."""
+    mc_col = thresholds.mc_column
     return pd.Series(
-        [classify_cell(r["train_loss"], r["hessian_trace"], r[mc_col], r["cka"], thresholds)
+        [classify_cell(r["train_loss"], r["hessian_trace"], r[mc_col], r["cka"], thresholds, _converged(r))
          for _, r in cells.iterrows()],
         index=cells.index, name="phase", dtype=object,
     )
@@ -109,19 +191,262 @@ def cell_table(members: pd.DataFrame, load: str, temperature: str) -> pd.DataFra
 
     Member-level columns (train loss, test accuracy, Hessian) are averaged over the members
     that have them (diverged members carry NaN and drop out); cell-level columns (cka, mc_*)
-    are the same on each member of a cell and are taken as they are.
+    are the same on each member of a cell and are taken as they are. ``curve_converged`` is
+    carried as a boolean (False if any pair's curve did not converge).
     """
     numeric = [c for c in members.columns if c not in (load, temperature)
-               and pd.api.types.is_numeric_dtype(members[c]) and c != "seed"]
+               and pd.api.types.is_numeric_dtype(members[c]) and c != "seed"
+               and not pd.api.types.is_bool_dtype(members[c])]
     grouped = members.groupby([load, temperature], sort=True)
     cells = grouped[numeric].mean()
     cells["seeds"] = grouped.size()
     if "status" in members:
         cells["completed"] = grouped["status"].apply(lambda s: int((s == "done").sum()))
+    if "curve_converged" in members:
+        cells["curve_converged"] = grouped["curve_converged"].apply(
+            lambda s: bool(s.dropna().astype(bool).all()) if s.notna().any() else math.nan)
     return cells.reset_index()
 
 
-def threshold_sensitivity(cells: pd.DataFrame, thresholds: PhaseThresholds = DEFAULT_THRESHOLDS,
+# ----------------------------------------------------------------------------- calibration
+
+
+def otsu_threshold(values: Any) -> float:
+    """Otsu's (1979) two-group split of ``values``: the cut between consecutive sorted values that
+    maximises the between-group variance ``w₀ w₁ (μ₀ − μ₁)²``, returned half-way between the two
+    values it separates (first best cut on ties). ``nan`` for fewer than 2 distinct values."""
+    v = np.sort(np.asarray(values, dtype=np.float64)[np.isfinite(np.asarray(values, dtype=np.float64))])
+    if len(np.unique(v)) < 2:
+        return math.nan
+    best, cut = -1.0, 0
+    n = len(v)
+    for k in range(1, n):
+        if v[k] == v[k - 1]:
+            continue  # a cut must fall between distinct values
+        w0, w1 = k / n, (n - k) / n
+        between = w0 * w1 * (v[:k].mean() - v[k:].mean()) ** 2
+        if between > best + 1e-15:
+            best, cut = between, k
+    return float((v[cut - 1] + v[cut]) / 2)
+
+
+def calibrate_thresholds(cells: pd.DataFrame, pairs: pd.DataFrame, init_loss: float,
+                         given: PhaseThresholds = DEFAULT_THRESHOLDS,
+                         cell_keys: tuple[str, str] | None = None) -> tuple[PhaseThresholds, dict[str, dict]]:
+    """Complete ``given`` with calibrated thresholds (module docstring) and say how each was set.
+
+    ``cells``: one row per cell with ``train_loss``, ``hessian_trace`` and ``cka`` (only these
+    columns are read: :data:`CALIBRATION_COLUMNS`). ``pairs``: one row per seed pair with the
+    cell coordinates ``cell_keys`` (default: the first two columns of ``cells``) and the mc
+    column ``given.mc_column``. ``init_loss``: the train loss at initialisation.
+
+    Returns ``(thresholds, calibration)``: ``calibration[name]`` holds ``value``, ``source``
+    (``"spec"``, ``"calibrated"`` or ``"fallback"``), the ``rule`` in words and its inputs.
+    """
+    keys = list(cell_keys or cells.columns[:2])
+    local = cells[[c for c in CALIBRATION_COLUMNS if c in cells]]
+    out: dict[str, dict] = {}
+    chosen: dict[str, float] = {}
+
+    def record(name: str, value: float, source: str, rule: str, **inputs: Any) -> None:
+        chosen[name] = float(value)
+        out[name] = {"value": float(value), "source": source, "rule": rule, **inputs}
+
+    for name in THRESHOLD_NAMES:
+        fixed = getattr(given, name)
+        if fixed is not None:
+            record(name, fixed, "spec", "fixed in the zoo spec's phases section")
+
+    if "train_loss" not in chosen:
+        loss = local["train_loss"].dropna() if "train_loss" in local else pd.Series(dtype=float)
+        best = float(loss[loss > 0].min()) if (loss > 0).any() else math.nan
+        if math.isfinite(init_loss) and init_loss > 0 and math.isfinite(best) and best < init_loss:
+            record("train_loss", math.sqrt(init_loss * best), "calibrated",
+                   "geometric midpoint of the loss at initialisation and the best cell's train loss",
+                   init_loss=float(init_loss), best_cell_loss=best)
+        else:  # nothing learned (or no data): every cell is unfitted
+            record("train_loss", init_loss if math.isfinite(init_loss) else 0.0, "fallback",
+                   "no cell went below the loss at initialisation", init_loss=float(init_loss),
+                   best_cell_loss=best)
+
+    if "hessian_trace" not in chosen:
+        tr = local["hessian_trace"].dropna() if "hessian_trace" in local else pd.Series(dtype=float)
+        positive = tr[tr > 0]
+        cut = otsu_threshold(np.log10(positive)) if len(positive) else math.nan
+        if math.isfinite(cut):
+            record("hessian_trace", 10 ** cut, "calibrated", "Otsu split of the cells' log10 Hessian traces",
+                   cells=int(len(positive)), min=float(positive.min()), max=float(positive.max()))
+        else:
+            record("hessian_trace", math.inf, "fallback", "fewer than 2 distinct positive traces: none rugged",
+                   cells=int(len(positive)))
+
+    if "cka" not in chosen:
+        cka = local["cka"].dropna() if "cka" in local else pd.Series(dtype=float)
+        cut = otsu_threshold(cka)
+        if math.isfinite(cut):
+            record("cka", cut, "calibrated", "Otsu split of the cells' CKA values",
+                   cells=int(len(cka)), min=float(cka.min()), max=float(cka.max()))
+        else:
+            record("cka", 0.5, "fallback", "fewer than 2 distinct CKA values: half-way between chance (0) and 1",
+                   cells=int(len(cka)))
+
+    if "mc" not in chosen:
+        col = given.mc_column
+        by = pairs.dropna(subset=[col]).groupby(keys)[col] if col in pairs and len(pairs) else None
+        sds = by.std(ddof=1).dropna() if by is not None else pd.Series(dtype=float)
+        counts = by.size() if by is not None else pd.Series(dtype=int)
+        if len(sds):
+            s, p = float(sds.median()), float(counts[counts >= 2].median())
+            record("mc", MC_STANDARD_ERRORS * s / math.sqrt(p), "calibrated",
+                   f"{MC_STANDARD_ERRORS} x (median within-cell sd of pair mc) / sqrt(pairs per cell)",
+                   within_cell_sd=s, pairs_per_cell=p, cells=int(len(sds)), column=col)
+        else:
+            record("mc", FALLBACK_MC, "fallback",
+                   f"one seed pair per cell: the spread cannot be measured; {FALLBACK_MC} used", column=col)
+
+    return replace(given, **chosen), out
+
+
+# ----------------------------------------------------------------------------- confidence
+
+
+def label_confidence(members: pd.DataFrame, pairs: pd.DataFrame, thresholds: PhaseThresholds,
+                     load: str, temperature: str, *, draws: int = BOOTSTRAP_DRAWS,
+                     seed: int = 0) -> pd.DataFrame:
+    """Bootstrap each cell's label: one row per cell with ``phase_modal``, ``phase_confidence``
+    (the share of valid resamples giving the modal label) and ``bootstrap_draws`` (valid ones).
+
+    ``members``: one row per done member with ``load``, ``temperature``, ``seed``,
+    ``train_loss``, ``hessian_trace`` and optionally ``hessian_trace_stderr``. ``pairs``: one row
+    per seed pair with ``load``, ``temperature``, ``seed_a``, ``seed_b``, ``cka``, the mc column
+    and optionally ``curve_converged``. A resample draws the cell's seeds with replacement; the
+    cell's train loss and trace are means over the drawn seeds (with multiplicity), each trace
+    perturbed by ``stderr × N(0, 1)``; its mc and CKA are means over the pairs between distinct
+    drawn seeds. A resample with fewer than 2 distinct seeds has no pair and is not counted.
+    Deterministic for a given ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    mc_col = thresholds.mc_column
+    rows = []
+    pair_groups = {k: g for k, g in pairs.groupby([load, temperature])} if len(pairs) else {}
+    for key, g in members.groupby([load, temperature], sort=True):
+        g = g.dropna(subset=["train_loss", "hessian_trace"])
+        seeds = list(g["seed"])
+        loss = dict(zip(g["seed"], g["train_loss"]))
+        trace = dict(zip(g["seed"], g["hessian_trace"]))
+        se = dict(zip(g["seed"], g["hessian_trace_stderr"].fillna(0.0))) if "hessian_trace_stderr" in g \
+            else dict.fromkeys(seeds, 0.0)
+        pg = pair_groups.get(key)
+        pair_vals = {}
+        if pg is not None:
+            for _, r in pg.iterrows():
+                pair_vals[frozenset((r["seed_a"], r["seed_b"]))] = (r[mc_col], r["cka"], _converged(r))
+        labels: list[str | None] = []
+        if len(seeds) >= 2 and pair_vals:
+            for _ in range(draws):
+                drawn = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
+                noise = rng.standard_normal(len(drawn))
+                distinct = sorted(set(drawn))
+                if len(distinct) < 2:
+                    continue
+                found = [pair_vals[frozenset((a, b))] for i, a in enumerate(distinct) for b in distinct[i + 1:]
+                         if frozenset((a, b)) in pair_vals]
+                if not found:
+                    continue
+                mcs = [f[0] for f in found if not _missing(f[0])]
+                ckas = [f[1] for f in found if not _missing(f[1])]
+                labels.append(classify_cell(
+                    float(np.mean([loss[s] for s in drawn])),
+                    float(np.mean([trace[s] + se[s] * z for s, z in zip(drawn, noise)])),
+                    float(np.mean(mcs)) if mcs else math.nan, float(np.mean(ckas)) if ckas else math.nan,
+                    thresholds, all(f[2] for f in found)))
+        counts = Counter(labels)
+        modal, n_modal = counts.most_common(1)[0] if counts else (None, 0)
+        rows.append({load: key[0], temperature: key[1], "phase_modal": modal,
+                     "phase_confidence": n_modal / len(labels) if labels else math.nan,
+                     "bootstrap_draws": len(labels)})
+    return pd.DataFrame(rows, columns=[load, temperature, "phase_modal", "phase_confidence", "bootstrap_draws"])
+
+
+# ----------------------------------------------------------------------------- the phase map
+
+
+@dataclass
+class PhaseMap:
+    """A zoo's phases at one epoch: ``cells`` (one row per cell: seed means, ``phase``, the
+    alternative labels of :data:`ALTERNATIVES` (``phase_mc_mean``: the paper's endpoint-mean mc;
+    ``phase_cka_paper``: the paper's biased per-batch CKA; ``phase_paper``: both), ``phase_modal``,
+    ``phase_confidence``, ``bootstrap_draws``), the ``thresholds`` used and how each was set
+    (``calibration``)."""
+
+    cells: pd.DataFrame
+    thresholds: PhaseThresholds
+    calibration: dict[str, dict]
+    load: str
+    temperature: str
+
+    def counts(self, column: str = "phase") -> dict[str, int]:
+        """Cells per label, in :data:`LABELS` order (labels with no cell left out)."""
+        c = Counter(v for v in self.cells[column] if v is not None)
+        return {p: c[p] for p in LABELS if c[p]}
+
+    def confident(self) -> int:
+        """Cells whose label has confidence ≥ :data:`CONFIDENT`."""
+        return int((self.cells["phase_confidence"] >= CONFIDENT).sum())
+
+    def differences(self, column: str) -> int:
+        """Cells whose label differs between ``phase`` and an alternative column."""
+        a = self.cells["phase"].astype(object).where(self.cells["phase"].notna(), "-")
+        b = self.cells[column].astype(object).where(self.cells[column].notna(), "-")
+        return int((a != b).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        keep = [self.load, self.temperature, "phase", *ALTERNATIVES, "phase_modal", "phase_confidence",
+                "bootstrap_draws"]
+        return {"thresholds": self.thresholds.to_dict(), "calibration": self.calibration,
+                "counts": self.counts(), "confident_cells": self.confident(),
+                "differences": {c: self.differences(c) for c in ALTERNATIVES if c in self.cells},
+                "cells": self.cells[[c for c in keep if c in self.cells]].to_dict(orient="records")}
+
+
+def phase_map(members: pd.DataFrame, pairs: pd.DataFrame, load: str, temperature: str,
+              given: PhaseThresholds = DEFAULT_THRESHOLDS, *, init_loss: float = math.nan,
+              draws: int = BOOTSTRAP_DRAWS) -> PhaseMap:
+    """Calibrate, classify and bootstrap the cells of a zoo.
+
+    ``members``: the done members (seed, the two axes, ``train_loss``, ``hessian_trace``,
+    ``hessian_trace_stderr``, and the cell columns repeated on each member: ``cka``,
+    ``cka_paper``, ``mc_*``, ``curve_converged``); ``pairs``: one row per seed pair (see
+    :func:`label_confidence`). ``init_loss``: the train loss at initialisation.
+    """
+    cells = cell_table(members, load, temperature)
+    keys = (load, temperature)
+    thresholds, calibration = calibrate_thresholds(cells, pairs, init_loss, given, keys)
+    if not len(cells):
+        for c in ("phase", *ALTERNATIVES, "phase_modal", "phase_confidence", "bootstrap_draws"):
+            cells[c] = pd.Series(dtype=object)
+        return PhaseMap(cells, thresholds, calibration, load, temperature)
+    cells["phase"] = classify_cells(cells, thresholds)
+    # the same rule with the paper's definitions, one at a time and together; each recalibrated
+    # by the same rule on its own values (a threshold the spec fixes stays fixed)
+    for column, (mean_mc, paper_cka) in ALTERNATIVES.items():
+        alt_given = replace(given, mc_reference="mean") if mean_mc else given
+        if alt_given.mc_column not in cells or (paper_cka and "cka_paper" not in cells):
+            cells[column] = None  # the paper's values were not stored
+            continue
+        alt_cells = cells.assign(cka=cells["cka_paper"]) if paper_cka else cells
+        alt, _ = calibrate_thresholds(alt_cells, pairs, init_loss, alt_given, keys)
+        cells[column] = classify_cells(alt_cells, alt)
+    conf = label_confidence(members, pairs, thresholds, load, temperature, draws=draws)
+    cells = cells.merge(conf, on=[load, temperature], how="left")
+    return PhaseMap(cells, thresholds, calibration, load, temperature)
+
+
+#: the alternative labels a phase map carries: column -> (paper's endpoint-mean mc, paper's biased CKA)
+ALTERNATIVES = {"phase_mc_mean": (True, False), "phase_cka_paper": (False, True), "phase_paper": (True, True)}
+
+
+def threshold_sensitivity(cells: pd.DataFrame, thresholds: PhaseThresholds,
                           factors: tuple[float, ...] = (0.75, 1.25)) -> pd.DataFrame:
     """Which cells change phase when each threshold alone is scaled by each factor.
 
@@ -132,7 +457,7 @@ def threshold_sensitivity(cells: pd.DataFrame, thresholds: PhaseThresholds = DEF
     base = classify_cells(cells, thresholds)
     key_cols = list(cells.columns[:2])
     rows = []
-    for name in ("train_loss", "hessian_trace", "mc", "cka"):
+    for name in THRESHOLD_NAMES:
         for f in factors:
             moved = replace(thresholds, **{name: getattr(thresholds, name) * f})
             new = classify_cells(cells, moved)

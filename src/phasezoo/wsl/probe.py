@@ -383,7 +383,9 @@ def zoo_probe(spec, profile: str, root, *, epoch: int | str = "last", seed: int 
     properties = tuple(quality_column(table) if p == "test_acc" else mc if p == "mc_error" else p
                        for p in DEFAULT_PROPERTIES)
     props = probe_properties(features, table, properties, seed=seed, test_size=test_size).reset_index()
-    labelled = table.dropna(subset=["phase"])
+    from phasezoo.landscape.phases import PHASES
+
+    labelled = table[table["phase"].isin(PHASES)]  # unassigned cells are no phase to predict
     phase: dict[str, Any] = {"note": "no phase labels (run `phasezoo metrics` first)"}
     if labelled["phase"].nunique() >= 2:
         by_member = labelled.set_index("member")

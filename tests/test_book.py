@@ -61,7 +61,7 @@ def _cells(phases, test_error, **cols):
     return df
 
 
-CTX = ZooContext("z", "classification", "resnet18", "load", "temp", PhaseThresholds(train_loss=0.5, mc_metric="mc_error"))
+CTX = ZooContext("z", "classification", "resnet18", "load", "temp", PhaseThresholds(train_loss=0.5, mc_metric="mc_error", mc_reference="mean"))
 
 
 def test_phase_claims_follow_their_rules():

@@ -342,3 +342,38 @@ def test_chord_referenced_mc_on_constructed_profiles():
     assert mode_connectivity_value(prof, reference="chord") == mode_connectivity_value(prof)
     with pytest.raises(ValueError, match="reference"):
         mode_connectivity_value(prof, reference="median")
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def test_curve_convergence_rule_on_constructed_loss_histories():
+    from phasezoo.landscape.curves import curve_converged, window_means
+
+    assert window_means([1.0, 3.0, 5.0, 7.0], windows=2) == [2.0, 6.0]
+    assert window_means([], windows=10) == []
+    flat = [1.0 / (1 + k) for k in range(8)] + [0.108, 0.104]  # falls 0.90, then 2.2% of it at the end
+    assert curve_converged(flat, steps=500, diverged_at_step=None) == (True, "2% of its fall in the last fifth")
+    # a noisy plateau at a small loss: window means jump by 30% relatively, the fall is 0.3
+    noisy = [0.32, 0.1, 0.05, 0.04, 0.03, 0.045, 0.03, 0.029, 0.031, 0.02]
+    assert curve_converged(noisy, steps=500, diverged_at_step=None)[0] is True
+    falling = [1.0 - 0.08 * k for k in range(10)]  # a straight decline: 2/9 of the fall in the last fifth
+    ok, why = curve_converged(falling, steps=500, diverged_at_step=None)
+    assert not ok and "still falling: 22% of its fall" in why
+    assert curve_converged(flat, steps=30, diverged_at_step=None)[0] is False      # too few steps
+    assert curve_converged(flat, steps=500, diverged_at_step=17)[0] is False       # diverged
+    assert curve_converged([0.5, 0.5, 0.6], steps=500, diverged_at_step=None) == (True, "no fall in training")
+    assert curve_converged([0.5, 0.9, 0.8, 0.6], steps=500, diverged_at_step=None)[0] is False  # rose, then fell
+
+
+def test_an_untrained_curve_is_flagged_and_a_trained_one_is_not():
+    x, y = _bn_data(256)
+    a, b = _bn_net(0), _bn_net(1)
+    few = bezier_mode_connectivity(a, b, x, y, loss_fn=TASK.loss, evaluate=TASK.evaluate, epochs=1,
+                                   lr=0.05, batch_size=32)
+    assert few["diagnostics"]["converged"] is False and "steps <" in few["diagnostics"]["convergence"]
+    d = few["diagnostics"]
+    assert d["loss_endpoints"] == [few["loss"][0], few["loss"][-1]] and d["loss_mid_after"] == few["loss"][2]
+    zero = bezier_mode_connectivity(a, b, x, y, loss_fn=TASK.loss, evaluate=TASK.evaluate, epochs=0)
+    # no training: the curve is the straight line, so its midpoint is the straight line's
+    assert zero["diagnostics"]["loss_mid_before"] == pytest.approx(zero["diagnostics"]["loss_mid_after"], rel=1e-5)

@@ -115,7 +115,7 @@ def test_checkpoint_epochs_always_include_first_and_last(tiny_spec):
 @pytest.mark.parametrize("section,message", [
     ("downstream: {finetune: {target: imagenet}}", "unknown value 'imagenet'"),
     ("downstream: {prune: {sparsities: [0.5, 1.5]}}", "numbers in (0, 1)"),
-    ("metrics: {cka: {method: rbf}}", "unknown value 'rbf'"),
+    ("metrics: {hessian: {trace_method: xtrace}}", "unknown value 'xtrace'"),
     ("metrics: {mode_connectivity: {num_t: 3}}", "at least 5"),
     ("phases: {cka: -1}", "non-negative"),
 ])

@@ -231,7 +231,7 @@ def compute_metrics(
             stored = _read_cell(store, cell).get(key, {})
             for a, b in itertools.combinations(sorted(ms, key=lambda m: m.seed), 2):
                 pair = f"{cell}/{a.seed}-{b.seed}"
-                if stored.get(f"{a.seed}-{b.seed}", {}).get("settings_key") != _settings_key(pair_settings):
+                if _measured_key(stored.get(f"{a.seed}-{b.seed}", {})) != _settings_key(pair_settings):
                     tasks.append(("pair", str(store.member(a.member).dir), str(store.member(b.member).dir),
                                   pair, ep, pair_settings, dev, data_dir))
                     names.append(f"pair {pair}")
@@ -280,11 +280,28 @@ def write_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int) -
     return pm.counts()
 
 
+#: settings that judge a measurement without changing it (the curve's convergence rule): left out
+#: of the settings key, so changing them re-judges the stored curves instead of retraining them
+JUDGEMENT_KEYS = ("plateau_tol", "min_steps")
+
+
 def _settings_key(settings: dict) -> str:
     """A canonical string of metric settings: stored values with another key are recomputed."""
     import json
 
-    return json.dumps(settings, sort_keys=True)
+    def strip(d: Any) -> Any:
+        return {k: strip(v) for k, v in d.items() if k not in JUDGEMENT_KEYS} if isinstance(d, dict) else d
+
+    return json.dumps(strip(settings), sort_keys=True)
+
+
+def _measured_key(record: dict) -> str | None:
+    """The settings key of a stored pair record, judgement keys left out (records written when
+    they were part of the key compare equal)."""
+    import json
+
+    key = record.get("settings_key")
+    return None if key is None else _settings_key(json.loads(key))
 
 
 def _read_member_metrics(ms: MemberStore) -> dict:
@@ -306,10 +323,18 @@ PAIR_COLUMNS = ("cka", "cka_chance", "cka_paper", "cka_paper_chance", "mc_error"
 METRIC_COLUMNS = (*MEMBER_METRIC_COLUMNS, *PAIR_COLUMNS, "curve_converged", "phase", "phase_confidence")
 
 
-def _pair_row(p: dict) -> dict[str, Any]:
-    """The table values of one stored seed pair (NaN for values older records lack)."""
+def _pair_row(p: dict, rule: dict) -> dict[str, Any]:
+    """The table values of one stored seed pair (NaN for values older records lack); the curve's
+    convergence is judged here from its stored loss windows by ``rule`` (the spec's
+    ``plateau_tol`` and ``min_steps``)."""
+    from phasezoo.landscape.curves import curve_converged
+
     c, mc = p["cka"], p["mc"]
-    diag = mc.get("diagnostics", {})
+    diag = dict(mc.get("diagnostics", {}))
+    if "window_losses" in diag:
+        diag["converged"], diag["convergence"] = curve_converged(
+            diag["window_losses"], mc["settings"]["steps"], mc.get("diverged_at_step"),
+            plateau_tol=rule["plateau_tol"], min_steps=rule["min_steps"])
     return {"cka": c["value"], "cka_chance": c.get("chance", math.nan), "cka_paper": c.get("paper", math.nan),
             "cka_paper_chance": c.get("paper_chance", math.nan),
             **{k: mc.get(k, math.nan) for k in ("mc_error", "mc_loss", "mc_error_chord", "mc_loss_chord")},
@@ -333,11 +358,12 @@ def pair_table(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str =
         key = None  # an epoch without checkpoints has no metrics
     load, temp = spec.load_axis, spec.temperature_axis
     coords = {cell_name(m): (m.axis_value(load), m.axis_value(temp)) for m in spec.members(profile)}
+    rule = spec.profile(profile).metrics["mode_connectivity"]
     rows = []
     for cell, (lv, tv) in coords.items():
         for name, p in (_read_cell(store, cell).get(key, {}) if key else {}).items():
             a, b = name.split("-")
-            rows.append({load: lv, temp: tv, "cell": cell, "seed_a": int(a), "seed_b": int(b), **_pair_row(p)})
+            rows.append({load: lv, temp: tv, "cell": cell, "seed_a": int(a), "seed_b": int(b), **_pair_row(p, rule)})
     cols = [load, temp, "cell", "seed_a", "seed_b", *PAIR_COLUMNS, "curve_converged", "curve_convergence",
             "loss_mid_before", "loss_mid_after", "curve_loss_end", "curve_steps"]
     return pd.DataFrame(rows, columns=cols)

@@ -42,7 +42,7 @@ batch size is at least 2, since BatchNorm cannot normalise a single sample)::
       cka: {batch_size: 128, num_batches: 10, chance_seed: 0}
       mode_connectivity: {optimizer: sgd, epochs: 10, lr: 0.1, momentum: 0.9, weight_decay: 0.0,
                           batch_size: 128, num_t: 5, seed: 0,        # optimizer: sgd | adam
-                          plateau_tol: 0.05, min_steps: 200}         # the convergence rule
+                          plateau_tol: 0.1, min_steps: 200}          # the convergence rule
     downstream:                     # downstream settings (defaults: DOWNSTREAM_DEFAULTS)
       prune: {sparsities: [0.5, 0.7, 0.9, 0.95, 0.99], finetune_epochs: 1, lr: 0.01, batch_size: 128}
       wise_ft: {k: 3}
@@ -113,11 +113,12 @@ METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
     # (the phases' value), the authors' biased per batch, and both with one side permuted (chance)
     "cka": {"batch_size": 128, "num_batches": 10, "chance_seed": 0},
     # quadratic Bezier curve trained with SGD (PTMZ: 10 epochs, lr 0.1, here on a schedule that
-    # does not compound) on the whole train set, evaluated at 5 values of t; converged when its
-    # loss fell by at most plateau_tol over the last tenth of at least min_steps steps
+    # does not compound) on the whole train set, evaluated at 5 values of t; converged when at
+    # least min_steps steps were taken and at most plateau_tol of the loss's fall came in the
+    # last fifth of them (judged when read: changing these two re-judges, it does not retrain)
     "mode_connectivity": {"optimizer": "sgd", "epochs": 10, "lr": 0.1, "momentum": 0.9,
                           "weight_decay": 0.0, "batch_size": 128, "num_t": 5, "seed": 0,
-                          "plateau_tol": 0.05, "min_steps": 200},
+                          "plateau_tol": 0.1, "min_steps": 200},
 }
 _TRAINING_KEYS = {
     "optimizer", "lr", "batch_size", "momentum", "weight_decay", "lbfgs", "scheduler", "epochs",

@@ -180,7 +180,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     b.add_argument("--beta", type=float, default=10.0, help="PINN convection coefficient (default %(default)s)")
     b.add_argument("--dense-block", type=int, default=128,
                    help="unit vectors per batched product for the dense Hessian (default %(default)s)")
-    b.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
+    b.add_argument("--threads", type=int, default=0, help="torch threads, both parts (default: torch's default)")
     b.add_argument("--train-root", type=Path, default=None,
                    help="keep the trained members here and reuse them (default: a temporary folder)")
     b.add_argument("--cache-dir", type=Path, default=None, help="store and reuse the dense Hessians here")
@@ -935,8 +935,6 @@ def budget_part(args, argv) -> None:
 
     from phasezoo.landscape import hessian as hs
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     start = machine_info()
     if start["loadavg"] and start["loadavg"][0] > 1.5:
         print(f"warning: load average {start['loadavg'][0]:.2f} > 1.5 at start; timings will be noisy",
@@ -998,6 +996,10 @@ def print_budget_summary(p: dict, out: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.part in ("all", "pyhessian"):
         try:
             from pyhessian import hessian as pyhessian_cls

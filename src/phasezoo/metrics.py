@@ -323,6 +323,15 @@ PAIR_COLUMNS = ("cka", "cka_chance", "cka_paper", "cka_paper_chance", "mc_error"
 METRIC_COLUMNS = (*MEMBER_METRIC_COLUMNS, *PAIR_COLUMNS, "curve_converged", "phase", "phase_confidence")
 
 
+def _metrics_key(spec: ZooSpec, profile: str, epoch: int | str) -> str | None:
+    """The key metrics are stored under for ``epoch``; None for an epoch without checkpoints
+    (it has no metrics)."""
+    try:
+        return str(resolve_epoch(spec, profile, epoch))
+    except PhaseZooError:
+        return None
+
+
 def _pair_row(p: dict, rule: dict) -> dict[str, Any]:
     """The table values of one stored seed pair (NaN for values older records lack); the curve's
     convergence is judged here from its stored loss windows by ``rule`` (the spec's
@@ -352,10 +361,7 @@ def pair_table(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str =
     diagnostics (``curve_converged``, ``loss_mid_before`` / ``loss_mid_after``: the loss at
     t = 0.5 before and after curve training, ``curve_loss_end``, ``curve_steps``)."""
     store = ZooStore(root, spec.name, profile)
-    try:
-        key = str(resolve_epoch(spec, profile, epoch))
-    except PhaseZooError:
-        key = None  # an epoch without checkpoints has no metrics
+    key = _metrics_key(spec, profile, epoch)
     load, temp = spec.load_axis, spec.temperature_axis
     coords = {cell_name(m): (m.axis_value(load), m.axis_value(temp)) for m in spec.members(profile)}
     rule = spec.profile(profile).metrics["mode_connectivity"]
@@ -370,24 +376,28 @@ def pair_table(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str =
 
 
 def zoo_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last",
-                  members: pd.DataFrame | None = None):
+                  members: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None):
     """The :class:`~phasezoo.landscape.phases.PhaseMap` of a stored zoo: thresholds calibrated
     from its done members and seed pairs (the spec's ``phases`` fix any it names), labels and
-    their bootstrap confidence. ``members``: the zoo table, if already built."""
+    their bootstrap confidence. ``members`` (the zoo table) and ``pairs`` (:func:`pair_table`):
+    pass them if already built; otherwise they are read (the table without its phase columns,
+    which would be this very map)."""
     from phasezoo.landscape.phases import phase_map
     from phasezoo.zoo import zoo_table
 
     if members is None:
-        members = zoo_table(spec, profile, root, epoch=epoch)
+        members = zoo_table(spec, profile, root, epoch=epoch, phases=False)
+    if pairs is None:
+        pairs = pair_table(spec, profile, root, epoch)
     done = members[members["status"] == "done"]
     init = done["train_loss_init"].dropna() if "train_loss_init" in done else pd.Series(dtype=float)
     return phase_map(done.drop(columns=[c for c in ("phase", "phase_confidence") if c in done]),
-                     pair_table(spec, profile, root, epoch), spec.load_axis, spec.temperature_axis,
+                     pairs, spec.load_axis, spec.temperature_axis,
                      spec.profile(profile).phases, init_loss=float(init.median()) if len(init) else math.nan)
 
 
 def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path,
-                   epoch: int | str = "last") -> pd.DataFrame:
+                   epoch: int | str = "last", phases: bool = True) -> pd.DataFrame:
     """Add the metric columns to a member table (NaN where not computed) and the cell's phase.
 
     Member columns: ``hessian_top_eig``, ``hessian_trace``, ``hessian_trace_stderr``. Cell
@@ -397,13 +407,10 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
     ``mc_error``, ``mc_loss`` (the paper's mc, referenced to the endpoints' mean),
     ``mc_error_chord``, ``mc_loss_chord`` (referenced to the chord between the endpoints),
     ``curve_converged`` (every pair's curve converged), and ``phase`` / ``phase_confidence`` from
-    :func:`zoo_phase_map`.
+    :func:`zoo_phase_map` (left empty with ``phases=False``).
     """
     store = ZooStore(root, spec.name, profile)
-    try:
-        key = str(resolve_epoch(spec, profile, epoch))
-    except PhaseZooError:
-        key = None  # an epoch without checkpoints has no metrics
+    key = _metrics_key(spec, profile, epoch)
     df = df.copy()
     members = {m.member: m for m in spec.members(profile)}
     vals = {c: [] for c in MEMBER_METRIC_COLUMNS}
@@ -430,8 +437,8 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
     df = df.drop(columns="_cell")
     df["phase"] = None
     df["phase_confidence"] = math.nan
-    if (df["status"] == "done").any() and len(pairs):
-        pm = zoo_phase_map(spec, profile, root, epoch, members=df)
+    if phases and (df["status"] == "done").any() and len(pairs):
+        pm = zoo_phase_map(spec, profile, root, epoch, members=df, pairs=pairs)
         load, temp = spec.load_axis, spec.temperature_axis
         lookup = {(r[load], r[temp]): (r["phase"], r["phase_confidence"]) for _, r in pm.cells.iterrows()}
         got = [lookup.get((a, b), (None, math.nan)) for a, b in zip(df[load], df[temp])]

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from phasezoo.landscape.phases import CONFIDENT, LABELS, UNASSIGNED
+from phasezoo.landscape.phases import CONFIDENT, LABELS, UNASSIGNED, is_missing
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -83,10 +83,6 @@ def label_grid(cells: pd.DataFrame, load: str, temp: str, column: str = "phase")
     return grid.astype(object).where(grid.notna(), None)
 
 
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
-
-
 def phase_boundaries(labels: pd.DataFrame) -> list[Segment]:
     """The cell edges between horizontally or vertically adjacent cells of different label.
 
@@ -102,12 +98,12 @@ def phase_boundaries(labels: pd.DataFrame) -> list[Segment]:
     for i in range(n):
         for j in range(m - 1):
             p, q = a[i, j], a[i, j + 1]
-            if not (_missing(p) or _missing(q)) and p != q:
+            if not (is_missing(p) or is_missing(q)) and p != q:
                 segs.append(((j + 0.5, i - 0.5), (j + 0.5, i + 0.5)))
     for i in range(n - 1):
         for j in range(m):
             p, q = a[i, j], a[i + 1, j]
-            if not (_missing(p) or _missing(q)) and p != q:
+            if not (is_missing(p) or is_missing(q)) and p != q:
                 segs.append(((j - 0.5, i + 0.5), (j + 0.5, i + 0.5)))
     return segs
 
@@ -215,7 +211,7 @@ def _phase_panel(ax: "Axes", labels: pd.DataFrame, fontsize: float,
 
     index = {p: k for k, p in enumerate(LABELS)}
     a = labels.to_numpy(dtype=object)
-    codes = np.array([[index.get(v, np.nan) if not _missing(v) else np.nan for v in row] for row in a],
+    codes = np.array([[index.get(v, np.nan) if not is_missing(v) else np.nan for v in row] for row in a],
                      dtype=float).reshape(a.shape)
     cmap = ListedColormap(PHASE_COLORS).with_extremes(bad="lightgrey")
     ax.imshow(np.ma.masked_invalid(codes), origin="lower", aspect="auto", cmap=cmap, vmin=-0.5,
@@ -225,7 +221,7 @@ def _phase_panel(ax: "Axes", labels: pd.DataFrame, fontsize: float,
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             v = a[i, j]
-            if _missing(v):
+            if is_missing(v):
                 ax.text(j, i, "–", ha="center", va="center", fontsize=fontsize, fontweight="bold")
                 continue
             if v == UNASSIGNED:

@@ -29,7 +29,7 @@ def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str
     counts (unassigned and confident cells included), the thresholds and how each was
     calibrated, the cell metrics, test accuracy per phase, the labels under the paper's
     definitions, and which cells change phase when each threshold moves by ±25%."""
-    from phasezoo.landscape.phases import ALTERNATIVES, CONFIDENT
+    from phasezoo.landscape.phases import ALTERNATIVE_NAMES, ALTERNATIVES, CONFIDENT
     from phasezoo.metrics import zoo_phase_map
 
     pm = zoo_phase_map(spec, profile, root, epoch)
@@ -64,10 +64,8 @@ def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str
         out += ["cell metrics (seed means)", cells[cols].to_string(index=False), ""]
         by_phase = cells.groupby("phase")[quality].agg(["count", "mean", "min", "max"])
         out += [f"{quality} by phase", by_phase.to_string(), ""]
-        names = {"phase_mc_mean": "the paper's endpoint-mean mc", "phase_cka_paper": "the paper's biased CKA",
-                 "phase_paper": "both"}
         out += ["labels under the paper's definitions (same calibration rule): "
-                + "; ".join(f"{names[c]}: {pm.differences(c)} of {len(cells)} cells differ "
+                + "; ".join(f"{ALTERNATIVE_NAMES[c]}: {pm.differences(c)} of {len(cells)} cells differ "
                             f"({', '.join(f'{k} {v}' for k, v in pm.counts(c).items())})" for c in ALTERNATIVES), ""]
         sens = threshold_sensitivity(cells, pm.thresholds)
         out += ["sensitivity (each threshold alone scaled)", sens.to_string(index=False)]

@@ -162,7 +162,8 @@ TABLE_RESULT_COLUMNS = ("train_loss", "train_acc", "train_error", "test_loss", "
 
 
 def zoo_table(
-    zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last"
+    zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last",
+    phases: bool = True,
 ) -> pd.DataFrame:
     """One row per planned member: its grid coordinates, status and results at ``epoch``
     (``"last"``: each member's last recorded epoch). Missing values are NaN.
@@ -175,7 +176,8 @@ def zoo_table(
     columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``, ``mc_loss``,
     ``mc_error_chord``, ``mc_loss_chord``,
     ``phase``) are filled where ``phasezoo metrics`` has computed them
-    (:func:`phasezoo.metrics.attach_metrics`).
+    (:func:`phasezoo.metrics.attach_metrics`; ``phases=False`` leaves ``phase`` and
+    ``phase_confidence`` empty, for callers that build the phase map themselves).
     """
     spec = _as_spec(zoo)
     store = ZooStore(root, spec.name, profile)
@@ -210,7 +212,7 @@ def zoo_table(
     from phasezoo.downstream.runner import downstream_columns
     from phasezoo.metrics import attach_metrics
 
-    df = attach_metrics(df, spec, profile, root, epoch)
+    df = attach_metrics(df, spec, profile, root, epoch, phases=phases)
     return downstream_columns(df, spec, profile, root) if epoch in ("last", spec.profile(profile).training.epochs) else df
 
 

@@ -144,8 +144,9 @@ class PhaseThresholds:
 DEFAULT_THRESHOLDS = PhaseThresholds()
 
 
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+def is_missing(v: Any) -> bool:
+    """None, NaN or ``pd.NA``: a value a table does not have."""
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
 def classify_cell(train_loss: float, hessian_trace: float, mc: float, cka: float,
@@ -155,7 +156,7 @@ def classify_cell(train_loss: float, hessian_trace: float, mc: float, cka: float
     when a metric is missing. ``thresholds`` must be complete (no None)."""
     if not thresholds.complete:
         raise ValueError("classify_cell needs every threshold; calibrate them first (calibrate_thresholds)")
-    if any(_missing(v) for v in (train_loss, hessian_trace, mc, cka)):
+    if any(is_missing(v) for v in (train_loss, hessian_trace, mc, cka)):
         return None
     if not converged:
         return UNASSIGNED
@@ -171,7 +172,7 @@ def classify_cell(train_loss: float, hessian_trace: float, mc: float, cka: float
 
 def _converged(row: Mapping[str, Any]) -> bool:
     v = row.get("curve_converged", True)
-    return True if _missing(v) else bool(v)
+    return True if is_missing(v) else bool(v)
 
 
 def classify_cells(cells: pd.DataFrame, thresholds: PhaseThresholds) -> pd.Series:
@@ -353,8 +354,8 @@ def label_confidence(members: pd.DataFrame, pairs: pd.DataFrame, thresholds: Pha
                          if frozenset((a, b)) in pair_vals]
                 if not found:
                     continue
-                mcs = [f[0] for f in found if not _missing(f[0])]
-                ckas = [f[1] for f in found if not _missing(f[1])]
+                mcs = [f[0] for f in found if not is_missing(f[0])]
+                ckas = [f[1] for f in found if not is_missing(f[1])]
                 labels.append(classify_cell(
                     float(np.mean([loss[s] for s in drawn])),
                     float(np.mean([trace[s] + se[s] * z for s, z in zip(drawn, noise)])),
@@ -444,6 +445,9 @@ def phase_map(members: pd.DataFrame, pairs: pd.DataFrame, load: str, temperature
 
 #: the alternative labels a phase map carries: column -> (paper's endpoint-mean mc, paper's biased CKA)
 ALTERNATIVES = {"phase_mc_mean": (True, False), "phase_cka_paper": (False, True), "phase_paper": (True, True)}
+#: what each alternative label changes, in words
+ALTERNATIVE_NAMES = {"phase_mc_mean": "the paper's endpoint-mean mc", "phase_cka_paper": "the paper's biased CKA",
+                     "phase_paper": "both"}
 
 
 def threshold_sensitivity(cells: pd.DataFrame, thresholds: PhaseThresholds,

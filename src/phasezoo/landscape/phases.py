@@ -44,7 +44,17 @@ quantities only (never a test column):
   into the two groups with the largest between-group variance (Otsu 1979), placed half-way (in
   log) between the two traces it separates. Curvature spans orders of magnitude between zoos
   (10 to 1e5 here), so only a scale-free, per-grid rule can serve all of them.
-* ``τ_cka``: Otsu's threshold of the cells' (unbiased) CKA values, likewise.
+* ``τ_cka``: Otsu's threshold of the (unbiased) CKA values of the cells it splits: the phase-IV
+  cells (smooth, converged, |mc| ≤ τ_mc under the three thresholds above). CKA only separates
+  IV-A from IV-B, so its threshold is calibrated on that population; over all cells Otsu's cut
+  falls between rugged and smooth cells (an under-trained grid disagrees with itself) and repeats
+  what loss and trace already say, leaving IV-A empty in every zoo. The split is used only where
+  the two groups are apart by more than noise: the gap between their mean CKA must exceed
+  :data:`CKA_STANDARD_ERRORS` standard errors of a cell's mean CKA (the median within-cell sd of
+  pair CKA over √pairs, as for τ_mc). Otherwise (fewer than two phase-IV cells, or one
+  population) ``τ_cka = 0.5``: half-way from chance (0 for the unbiased estimator) to identical
+  functions, recorded as a fallback with the reason. ``all_cells_otsu`` keeps the all-cell cut
+  for comparison.
 * ``τ_mc = 3 · s / √P``: three standard errors of a cell's mean mc, from s, the median over
   cells of the standard deviation of mc between the cell's seed pairs, and P, the median number
   of pairs per cell. mc within three standard errors of 0 is "connected". Three, not two: at
@@ -86,8 +96,14 @@ MC_STANDARD_ERRORS = 3
 #: bootstrap resamples per cell and the confidence below which a label is marked doubtful
 BOOTSTRAP_DRAWS = 400
 CONFIDENT = 0.8
-#: the training-side columns calibration may read (test columns never reach it)
-CALIBRATION_COLUMNS = ("train_loss", "hessian_trace", "cka")
+#: the CKA groups of phase-IV cells must be this many standard errors apart to be split
+CKA_STANDARD_ERRORS = 3
+#: τ_cka when phase IV cannot be split: half-way from chance (0) to identical functions (1)
+FALLBACK_CKA = 0.5
+#: the training-side columns calibration may read from the cells (test columns never reach it);
+#: the mc column and ``curve_converged`` select the phase-IV cells for τ_cka
+CALIBRATION_COLUMNS = ("train_loss", "hessian_trace", "cka", "curve_converged",
+                       "mc_error", "mc_loss", "mc_error_chord", "mc_loss_chord")
 
 
 @dataclass(frozen=True)
@@ -281,31 +297,70 @@ def calibrate_thresholds(cells: pd.DataFrame, pairs: pd.DataFrame, init_loss: fl
             record("hessian_trace", math.inf, "fallback", "fewer than 2 distinct positive traces: none rugged",
                    cells=int(len(positive)))
 
-    if "cka" not in chosen:
-        cka = local["cka"].dropna() if "cka" in local else pd.Series(dtype=float)
-        cut = otsu_threshold(cka)
-        if math.isfinite(cut):
-            record("cka", cut, "calibrated", "Otsu split of the cells' CKA values",
-                   cells=int(len(cka)), min=float(cka.min()), max=float(cka.max()))
-        else:
-            record("cka", 0.5, "fallback", "fewer than 2 distinct CKA values: half-way between chance (0) and 1",
-                   cells=int(len(cka)))
-
     if "mc" not in chosen:
         col = given.mc_column
-        by = pairs.dropna(subset=[col]).groupby(keys)[col] if col in pairs and len(pairs) else None
-        sds = by.std(ddof=1).dropna() if by is not None else pd.Series(dtype=float)
-        counts = by.size() if by is not None else pd.Series(dtype=int)
-        if len(sds):
-            s, p = float(sds.median()), float(counts[counts >= 2].median())
+        s, p, n = _within_cell_se(pairs, keys, col)
+        if n:
             record("mc", MC_STANDARD_ERRORS * s / math.sqrt(p), "calibrated",
                    f"{MC_STANDARD_ERRORS} x (median within-cell sd of pair mc) / sqrt(pairs per cell)",
-                   within_cell_sd=s, pairs_per_cell=p, cells=int(len(sds)), column=col)
+                   within_cell_sd=s, pairs_per_cell=p, cells=n, column=col)
         else:
             record("mc", FALLBACK_MC, "fallback",
                    f"one seed pair per cell: the spread cannot be measured; {FALLBACK_MC} used", column=col)
 
+    if "cka" not in chosen:
+        _calibrate_cka(local, pairs, keys, replace(given, **chosen), record)
+
     return replace(given, **chosen), out
+
+
+def _within_cell_se(pairs: pd.DataFrame, keys: list[str], col: str) -> tuple[float, float, int]:
+    """(s, P, cells): the median over cells of the sd of ``col`` between a cell's seed pairs and
+    the median number of pairs per cell (cells with at least 2 pairs); s is NaN without any."""
+    by = pairs.dropna(subset=[col]).groupby(keys)[col] if col in pairs and len(pairs) else None
+    sds = by.std(ddof=1).dropna() if by is not None else pd.Series(dtype=float)
+    if not len(sds):
+        return math.nan, math.nan, 0
+    counts = by.size()
+    return float(sds.median()), float(counts[counts >= 2].median()), int(len(sds))
+
+
+def _calibrate_cka(local: pd.DataFrame, pairs: pd.DataFrame, keys: list[str],
+                   partial: PhaseThresholds, record) -> None:
+    """τ_cka from the CKA of the phase-IV cells (module docstring); ``partial`` holds the
+    already chosen loss, trace and mc thresholds."""
+    cka_all = local["cka"].dropna() if "cka" in local else pd.Series(dtype=float)
+    all_cut = otsu_threshold(cka_all)
+    mc_col = partial.mc_column
+    iv = pd.Series(False, index=local.index)
+    if {"train_loss", "hessian_trace", mc_col} <= set(local):
+        converged = local["curve_converged"].map(lambda v: True if is_missing(v) else bool(v)) \
+            if "curve_converged" in local else True
+        iv = ((local["train_loss"] < partial.train_loss) & (local["hessian_trace"] < partial.hessian_trace)
+              & (local[mc_col].abs() <= partial.mc) & converged)
+    cka = local.loc[iv, "cka"].dropna() if "cka" in local else pd.Series(dtype=float)
+    inputs = {"phase_iv_cells": int(len(cka)), "all_cells_otsu": all_cut}
+    cut = otsu_threshold(cka)
+    if not math.isfinite(cut):
+        record("cka", FALLBACK_CKA, "fallback",
+               f"fewer than 2 distinct CKA values among phase-IV cells: {FALLBACK_CKA}, half-way "
+               "between chance (0) and identical functions (1)", **inputs)
+        return
+    lo, hi = cka[cka < cut], cka[cka >= cut]
+    gap = float(hi.mean() - lo.mean())
+    s, p, _ = _within_cell_se(pairs, keys, "cka")
+    se = s / math.sqrt(p) if math.isfinite(s) and p > 0 else math.nan
+    inputs.update(gap=gap, cell_se=se, min=float(cka.min()), max=float(cka.max()))
+    if math.isfinite(se) and gap > CKA_STANDARD_ERRORS * se:
+        record("cka", cut, "calibrated",
+               f"Otsu split of the phase-IV cells' CKA (groups {gap:.3f} apart > "
+               f"{CKA_STANDARD_ERRORS} x cell SE {se:.3f})", **inputs)
+    else:
+        why = "the cell SE cannot be measured" if not math.isfinite(se) else \
+            f"groups {gap:.3f} apart <= {CKA_STANDARD_ERRORS} x cell SE {se:.3f}"
+        record("cka", FALLBACK_CKA, "fallback",
+               f"phase-IV CKA is one population ({why}): {FALLBACK_CKA}, half-way between chance "
+               "(0) and identical functions (1)", **inputs)
 
 
 # ----------------------------------------------------------------------------- confidence

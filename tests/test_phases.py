@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phasezoo.landscape.phases import (FALLBACK_MC, UNASSIGNED, PhaseThresholds, calibrate_thresholds,
-                                       cell_table, classify_cell, classify_cells, label_confidence,
+from phasezoo.landscape.phases import (CKA_STANDARD_ERRORS, FALLBACK_CKA, FALLBACK_MC, UNASSIGNED,
+                                       PhaseThresholds, calibrate_thresholds, cell_table, classify_cell, classify_cells, label_confidence,
                                        otsu_threshold, phase_grid, phase_map, threshold_sensitivity)
 
 T = PhaseThresholds(train_loss=0.1, hessian_trace=100.0, mc=0.02, cka=0.9, mc_reference="mean")
@@ -209,3 +209,47 @@ def test_confidence_falls_where_seeds_disagree_and_traces_are_uncertain():
     assert 230 < conf.loc[(8, 8), "bootstrap_draws"] < 300
     again = label_confidence(members, pairs, t, "width", "batch_size", draws=300).set_index(["width", "batch_size"])
     pd.testing.assert_frame_equal(conf, again)  # seeded
+
+
+def _iv_grid(iv_cka, pair_sd, seed=0):
+    """The synthetic grid with every smooth cell (width >= 4) given CKA ``iv_cka(width,
+    batch_size)`` plus pair noise of sd ``pair_sd``; rugged cells keep CKA 0.5."""
+    rng = np.random.default_rng(seed)
+    members, pairs = _grid(seed)
+    smooth = pairs.width >= 4
+    pairs.loc[smooth, "cka"] = [iv_cka(w, b) + rng.normal(0, pair_sd)
+                                for w, b in zip(pairs.width[smooth], pairs.batch_size[smooth])]
+    cellwise = pairs.groupby(["width", "batch_size"])["cka"].mean().reset_index()
+    members = members.drop(columns="cka").merge(cellwise, on=["width", "batch_size"])
+    return members, pairs
+
+
+def test_tau_cka_splits_the_phase_iv_cells_only_when_they_form_two_groups():
+    keys = ("width", "batch_size")
+    # two IV populations, 0.6 and 0.9, pair noise 0.02: the cut falls between them, not between
+    # the rugged cells (0.5) and the rest, where Otsu over all cells would put it
+    members, pairs = _iv_grid(lambda w, b: 0.6 if b <= 32 else 0.9, 0.02)
+    cells = cell_table(members, *keys)
+    t, how = calibrate_thresholds(cells, pairs, 2.3, cell_keys=keys)
+    assert how["cka"]["source"] == "calibrated" and how["cka"]["phase_iv_cells"] == 8
+    iv = cells[cells.width >= 4]
+    assert iv.loc[iv.batch_size <= 32, "cka"].max() < t.cka < iv.loc[iv.batch_size > 32, "cka"].min()
+    pm = phase_map(members, pairs, *keys, init_loss=2.3, draws=50)
+    got = pm.cells.set_index(["width", "batch_size"])["phase"]
+    assert set(got[got.index.get_level_values(1) <= 32].loc[[4, 8]]) == {"IV-A"}
+    assert set(got[got.index.get_level_values(1) > 32].loc[[4, 8]]) == {"IV-B"}
+    # one IV population (0.85, pair noise 0.05): cell means differ by noise only, so no split is
+    # forced; the fallback 0.5 makes them all IV-B, while the all-cell cut is recorded beside it
+    members, pairs = _iv_grid(lambda w, b: 0.85, 0.05, seed=1)
+    cells = cell_table(members, *keys)
+    t, how = calibrate_thresholds(cells, pairs, 2.3, cell_keys=keys)
+    assert t.cka == FALLBACK_CKA and how["cka"]["source"] == "fallback"
+    assert how["cka"]["gap"] <= CKA_STANDARD_ERRORS * how["cka"]["cell_se"]
+    assert 0.5 < how["cka"]["all_cells_otsu"] < 0.85
+    pm = phase_map(members, pairs, *keys, init_loss=2.3, draws=50)
+    assert set(pm.cells.loc[pm.cells.width >= 4, "phase"]) == {"IV-B"}
+    # no phase-IV cell at all (everything rugged): fallback, nothing to split
+    members, pairs = _grid()
+    cells = cell_table(members, *keys).assign(train_loss=5.0)
+    t, how = calibrate_thresholds(cells, pairs, 2.3, cell_keys=keys)
+    assert how["cka"]["phase_iv_cells"] == 0 and t.cka == FALLBACK_CKA

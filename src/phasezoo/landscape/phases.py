@@ -309,7 +309,7 @@ def calibrate_thresholds(cells: pd.DataFrame, pairs: pd.DataFrame, init_loss: fl
                    f"one seed pair per cell: the spread cannot be measured; {FALLBACK_MC} used", column=col)
 
     if "cka" not in chosen:
-        _calibrate_cka(local, pairs, keys, replace(given, **chosen), record)
+        _calibrate_cka(local, cells[keys], pairs, keys, replace(given, **chosen), record)
 
     return replace(given, **chosen), out
 
@@ -325,9 +325,10 @@ def _within_cell_se(pairs: pd.DataFrame, keys: list[str], col: str) -> tuple[flo
     return float(sds.median()), float(counts[counts >= 2].median()), int(len(sds))
 
 
-def _calibrate_cka(local: pd.DataFrame, pairs: pd.DataFrame, keys: list[str],
+def _calibrate_cka(local: pd.DataFrame, coords: pd.DataFrame, pairs: pd.DataFrame, keys: list[str],
                    partial: PhaseThresholds, record) -> None:
-    """τ_cka from the CKA of the phase-IV cells (module docstring); ``partial`` holds the
+    """τ_cka from the CKA of the phase-IV cells (module docstring). ``local``: the cells'
+    calibration columns, ``coords`` their coordinates (columns ``keys``), ``partial`` the
     already chosen loss, trace and mc thresholds."""
     cka_all = local["cka"].dropna() if "cka" in local else pd.Series(dtype=float)
     all_cut = otsu_threshold(cka_all)
@@ -348,7 +349,9 @@ def _calibrate_cka(local: pd.DataFrame, pairs: pd.DataFrame, keys: list[str],
         return
     lo, hi = cka[cka < cut], cka[cka >= cut]
     gap = float(hi.mean() - lo.mean())
-    s, p, _ = _within_cell_se(pairs, keys, "cka")
+    # the noise of the population being split: the seed pairs of the phase-IV cells
+    iv_pairs = pairs.merge(coords[iv].drop_duplicates(), on=keys) if set(keys) <= set(pairs) else pairs.iloc[:0]
+    s, p, _ = _within_cell_se(iv_pairs, keys, "cka")
     se = s / math.sqrt(p) if math.isfinite(s) and p > 0 else math.nan
     inputs.update(gap=gap, cell_se=se, min=float(cka.min()), max=float(cka.max()))
     if math.isfinite(se) and gap > CKA_STANDARD_ERRORS * se:

@@ -253,3 +253,26 @@ def test_tau_cka_splits_the_phase_iv_cells_only_when_they_form_two_groups():
     cells = cell_table(members, *keys).assign(train_loss=5.0)
     t, how = calibrate_thresholds(cells, pairs, 2.3, cell_keys=keys)
     assert how["cka"]["phase_iv_cells"] == 0 and t.cka == FALLBACK_CKA
+
+
+def test_coverage_names_the_phases_shown_and_the_evidence_for_the_others():
+    members, pairs = _grid()
+    pm = phase_map(members, pairs, "width", "batch_size", init_loss=2.3, draws=50)
+    cov = pm.coverage().set_index("phase")
+    assert list(cov.index) == ["I", "II", "III", "IV-A", "IV-B"]
+    assert cov.loc["I", "cells"] == 4 and cov.loc["I", "confident"] == 4
+    assert cov.loc["IV-A", "cells"] == 4 and cov.loc["IV-B", "cells"] == 4
+    # II: the rugged, converged cells' highest mc is below τ_mc; III: no smooth barrier
+    assert cov.loc["II", "cells"] == 0 and "no rugged cell with mc >" in cov.loc["II", "evidence"]
+    assert cov.loc["III", "cells"] == 0 and "no barrier among 8 smooth cells" in cov.loc["III", "evidence"]
+    # unconverged smooth cells are counted apart, and a grid with none connected says so
+    members2, pairs2 = _grid()
+    members2["curve_converged"] = members2["width"] != 8
+    pm = phase_map(members2, pairs2, "width", "batch_size", init_loss=2.3, draws=20)
+    cov = pm.coverage().set_index("phase")
+    # width 8 (CKA 0.95) is unassigned; the phase-IV cells left (width 4, CKA 0.5) are one
+    # population, so τ_cka falls back to 0.5 and they are IV-B: IV-A is absent, with evidence
+    assert cov.loc["IV-B", "cells"] == 4 and cov.loc["IV-A", "cells"] == 0
+    assert ("no connected smooth cell with CKA below τ_cka = 0.500: CKA 0.500 to 0.500 on 4 cells; "
+            "4 smooth cells left unassigned (unconverged curves)") == cov.loc["IV-A", "evidence"]
+    assert pm.to_dict()["coverage"][0]["phase"] == "I"

@@ -26,7 +26,8 @@ def _fmt(v: Any) -> str:
 
 def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> str:
     """The phase map (rows: load, columns: temperature) and each label's confidence, the phase
-    counts (unassigned and confident cells included), the thresholds and how each was
+    counts (unassigned and confident cells included), the coverage of the five phases with the
+    evidence for each absent one (:meth:`PhaseMap.coverage`), the thresholds and how each was
     calibrated, the cell metrics, test accuracy per phase, the labels under the paper's
     definitions, and which cells change phase when each threshold moves by ±25%."""
     from phasezoo.landscape.phases import ALTERNATIVE_NAMES, ALTERNATIVES, CONFIDENT
@@ -49,6 +50,11 @@ def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str
     counts = pm.counts()
     out += ["phase counts: " + ", ".join(f"{k} {v}" for k, v in counts.items())
             + f"; confident cells (>= {CONFIDENT}): {pm.confident()} of {len(cells)}", ""]
+    cov = pm.coverage()
+    shown = int((cov["cells"] > 0).sum())
+    out += [f"coverage: {shown} of 5 phases ({int((cov['confident'] > 0).sum())} with a confident cell); "
+            "for an absent phase, the measurement closest to it"]
+    out += [f"  {r.phase:>4}: {r.evidence}" for r in cov.itertuples()] + [""]
     out += ["thresholds (" + ("chord" if pm.thresholds.mc_reference == "chord" else "endpoint-mean")
             + f"-referenced {pm.thresholds.mc_metric}, unbiased CKA)"]
     for name, c in pm.calibration.items():

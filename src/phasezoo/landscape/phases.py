@@ -459,12 +459,65 @@ class PhaseMap:
         b = self.cells[column].astype(object).where(self.cells[column].notna(), "-")
         return int((a != b).sum())
 
+    def coverage(self) -> pd.DataFrame:
+        """Which of the five phases the grid shows, and for each absent one the measurement
+        closest to it: one row per phase with ``cells``, ``confident`` (cells with confidence
+        ≥ :data:`CONFIDENT`) and ``evidence`` (in words, with the numbers and thresholds).
+
+        A phase needs its sign pattern on a cell with converged curves, so the evidence reads the
+        converged cells of the region the phase belongs to (rugged or smooth) and reports the
+        extreme mc there against ±τ_mc (I, II, III), or the CKA range of the smooth, connected
+        cells against τ_cka (IV-A, IV-B); unconverged cells of the region are counted apart.
+        """
+        t, c = self.thresholds, self.cells
+        if not len(c) or t.mc_column not in c:
+            return pd.DataFrame(columns=["phase", "cells", "confident", "evidence"])
+        rugged = (c["train_loss"] >= t.train_loss) | (c["hessian_trace"] >= t.hessian_trace)
+        conv = c["curve_converged"].map(lambda v: True if is_missing(v) else bool(v)) \
+            if "curve_converged" in c else pd.Series(True, index=c.index)
+        mc, tau = c[t.mc_column], t.mc
+        rows = []
+        for phase in PHASES:
+            here = c["phase"] == phase
+            n, conf = int(here.sum()), int((here & (c["phase_confidence"] >= CONFIDENT)).sum())
+            region = rugged if phase in ("I", "II") else ~rugged
+            name = "rugged" if phase in ("I", "II") else "smooth"
+            ok = region & conv & mc.notna()
+            unconv = int((region & ~conv).sum())
+            if n:
+                evidence = f"{n} cell{'s' if n > 1 else ''}, {conf} confident"
+            elif not region.any():
+                evidence = f"no {name} cell in the grid"
+            elif not ok.any():
+                evidence = f"all {int(region.sum())} {name} cells have unconverged curves"
+            elif phase in ("I", "III"):
+                evidence = (f"no barrier among {int(ok.sum())} {name} cells with converged curves: "
+                            f"lowest mc {mc[ok].min():+.3f} > −τ_mc = {-tau:.3f}")
+            elif phase == "II":
+                evidence = (f"no {name} cell with mc > τ_mc = {tau:.3f}: highest {mc[ok].max():+.3f} "
+                            f"among {int(ok.sum())} with converged curves")
+            else:
+                connected = ok & (mc.abs() <= tau)
+                if not connected.any():
+                    evidence = (f"no {name} cell is connected (|mc| ≤ {tau:.3f}): mc from "
+                                f"{mc[ok].min():+.3f} to {mc[ok].max():+.3f} on {int(ok.sum())} cells")
+                else:
+                    k = c.loc[connected, "cka"]
+                    side = "below" if phase == "IV-A" else "at or above"
+                    evidence = (f"no connected smooth cell with CKA {side} τ_cka = {t.cka:.3f}: "
+                                f"CKA {k.min():.3f} to {k.max():.3f} on {int(connected.sum())} cells")
+            if unconv and not n:
+                evidence += f"; {unconv} {name} cell{'s' if unconv > 1 else ''} left unassigned (unconverged curves)"
+            rows.append({"phase": phase, "cells": n, "confident": conf, "evidence": evidence})
+        return pd.DataFrame(rows)
+
     def to_dict(self) -> dict[str, Any]:
         keep = [self.load, self.temperature, "phase", *ALTERNATIVES, "phase_modal", "phase_confidence",
                 "bootstrap_draws"]
         return {"thresholds": self.thresholds.to_dict(), "calibration": self.calibration,
                 "counts": self.counts(), "confident_cells": self.confident(),
                 "differences": {c: self.differences(c) for c in ALTERNATIVES if c in self.cells},
+                "coverage": self.coverage().to_dict(orient="records"),
                 "cells": self.cells[[c for c in keep if c in self.cells]].to_dict(orient="records")}
 
 

@@ -273,6 +273,6 @@ def test_coverage_names_the_phases_shown_and_the_evidence_for_the_others():
     # width 8 (CKA 0.95) is unassigned; the phase-IV cells left (width 4, CKA 0.5) are one
     # population, so τ_cka falls back to 0.5 and they are IV-B: IV-A is absent, with evidence
     assert cov.loc["IV-B", "cells"] == 4 and cov.loc["IV-A", "cells"] == 0
-    assert ("no connected smooth cell with CKA below τ_cka = 0.500: CKA 0.500 to 0.500 on 4 cells; "
+    assert ("no connected smooth cell with CKA below τ_cka = 0.500: CKA 0.500 to 0.500 on 4 connected cells; "
             "4 smooth cells left unassigned (unconverged curves)") == cov.loc["IV-A", "evidence"]
     assert pm.to_dict()["coverage"][0]["phase"] == "I"

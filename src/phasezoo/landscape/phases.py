@@ -314,6 +314,11 @@ def calibrate_thresholds(cells: pd.DataFrame, pairs: pd.DataFrame, init_loss: fl
     return replace(given, **chosen), out
 
 
+def _n(k: int, what: str = "") -> str:
+    """``3 smooth cells``, ``1 smooth cell``."""
+    return f"{k} {what + ' ' if what else ''}cell{'' if k == 1 else 's'}"
+
+
 def _within_cell_se(pairs: pd.DataFrame, keys: list[str], col: str) -> tuple[float, float, int]:
     """(s, P, cells): the median over cells of the sd of ``col`` between a cell's seed pairs and
     the median number of pairs per cell (cells with at least 2 pairs); s is NaN without any."""
@@ -485,29 +490,30 @@ class PhaseMap:
             ok = region & conv & mc.notna()
             unconv = int((region & ~conv).sum())
             if n:
-                evidence = f"{n} cell{'s' if n > 1 else ''}, {conf} confident"
+                evidence = f"{_n(n)}, {conf} confident"
             elif not region.any():
                 evidence = f"no {name} cell in the grid"
             elif not ok.any():
                 evidence = f"all {int(region.sum())} {name} cells have unconverged curves"
             elif phase in ("I", "III"):
-                evidence = (f"no barrier among {int(ok.sum())} {name} cells with converged curves: "
-                            f"lowest mc {mc[ok].min():+.3f} > −τ_mc = {-tau:.3f}")
+                evidence = (f"no barrier among {_n(int(ok.sum()), name)} with converged curves: "
+                            f"lowest mc {mc[ok].min():+.4f} > −τ_mc = {-tau:.4f}")
             elif phase == "II":
-                evidence = (f"no {name} cell with mc > τ_mc = {tau:.3f}: highest {mc[ok].max():+.3f} "
-                            f"among {int(ok.sum())} with converged curves")
+                evidence = (f"no {name} cell with mc > τ_mc = {tau:.4f}: highest {mc[ok].max():+.4f} "
+                            f"among {_n(int(ok.sum()), name)} with converged curves")
             else:
                 connected = ok & (mc.abs() <= tau)
                 if not connected.any():
-                    evidence = (f"no {name} cell is connected (|mc| ≤ {tau:.3f}): mc from "
-                                f"{mc[ok].min():+.3f} to {mc[ok].max():+.3f} on {int(ok.sum())} cells")
+                    evidence = (f"no {name} cell is connected (|mc| ≤ {tau:.4f}): mc from "
+                                f"{mc[ok].min():+.4f} to {mc[ok].max():+.4f} on {_n(int(ok.sum()), name)} with "
+                                "converged curves")
                 else:
                     k = c.loc[connected, "cka"]
                     side = "below" if phase == "IV-A" else "at or above"
                     evidence = (f"no connected smooth cell with CKA {side} τ_cka = {t.cka:.3f}: "
-                                f"CKA {k.min():.3f} to {k.max():.3f} on {int(connected.sum())} cells")
+                                f"CKA {k.min():.3f} to {k.max():.3f} on {_n(int(connected.sum()), 'connected')}")
             if unconv and not n:
-                evidence += f"; {unconv} {name} cell{'s' if unconv > 1 else ''} left unassigned (unconverged curves)"
+                evidence += f"; {_n(unconv, name)} left unassigned (unconverged curves)"
             rows.append({"phase": phase, "cells": n, "confident": conf, "evidence": evidence})
         return pd.DataFrame(rows)
 

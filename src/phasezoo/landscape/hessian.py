@@ -94,8 +94,8 @@ Accuracy per product, measured
     members trained by the package, each Hessian formed densely from num_params products, and
     every estimator run over 30 seeds (eigenvalue: 10) by the same code (``trace_of``,
     ``top_eigenvalue_of``) with products from the dense Hessian in float32; real calls for 2
-    seeds gave the same product counts and values to 3e-7, and the seconds (1 torch thread, a
-    shared 2-core machine at load average ~3: ±30 %). Digits: ResNet-18 width 1 (2 973
+    seeds gave the same product counts and values to 3e-7, and the seconds (1 torch thread, an
+    idle 2-core machine, load average 0.3; ±30 % between runs). Digits: ResNet-18 width 1 (2 973
     parameters; 15 epochs, batch 32, train loss 1.06), 10 × 64 train samples, 0.085 s a
     product. PINN: β = 10, lr 1 (7 851 parameters; 20 × 50 L-BFGS steps, train loss 2.8e-5),
     1 × 1 356 points, 0.008 s a product. err = |estimate − tr H| / |tr H|; coverage: share of
@@ -110,7 +110,7 @@ Accuracy per product, measured
       Hutchinson, SE ≤ 5 %, max 1000     301 (369)              101 (120)
       Hutch++ k = 10, SE ≤ 5 % (default) 30 (30)                30 (30)
     seconds (real calls, 2 seeds, median)
-      before / Hutchinson / Hutch++      3.26 / 8.17 / 2.18     0.34 / 1.03 / 0.29
+      before / Hutchinson / Hutch++      2.93 / 8.39 / 2.38     0.43 / 1.06 / 0.33
     err, median / 90th pct
       before                             0.070 / 0.233          0.069 / 0.154
       Hutchinson, SE ≤ 5 %               0.046 / 0.122          0.036 / 0.083
@@ -148,7 +148,7 @@ Accuracy per product, measured
     Lanczos ncv 5 / 10 / 20: products    6 / 11 / 21            9 / 11 / 21
     Lanczos: err median (max)            2.4e-8 (6.8e-8)        3.7e-9 (1.0e-8)
     products to ≤ 1 % error, median      power 2.5, Lanczos 2.5  power 7.5, Lanczos 5
-    seconds, power / Lanczos ncv 10      0.42 / 0.88            0.19 / 0.13
+    seconds, power / Lanczos ncv 10      0.45 / 1.00            0.17 / 0.16
     ===================================  =====================  =====================
 
     On these well-separated top eigenvalues power iteration is as cheap as Lanczos or

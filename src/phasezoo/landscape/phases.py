@@ -68,6 +68,10 @@ report prints each threshold with its inputs and :func:`threshold_sensitivity` s
 move when it moves. A zoo's YAML ``phases:`` section may fix any threshold instead; the default
 zoos do not.
 
+Coverage (:meth:`PhaseMap.coverage`): which of the five phases a grid shows, and for each absent
+one the measurement closest to it (the extreme mc of the region against ±τ_mc, or the CKA range
+of the connected smooth cells against τ_cka), so that a missing phase comes with its evidence.
+
 Confidence (:func:`label_confidence`): the share of bootstrap resamples that give the modal phase,
 resampling the cell's seeds with replacement (pairs: those among the distinct drawn seeds) and
 each member's Hessian trace within its standard error (normal noise); thresholds stay fixed.

@@ -93,13 +93,24 @@ def test_phase_claims_follow_their_rules():
 
 
 def test_transformer_corner_and_downstream_claims():
-    # corner = smallest load (1), largest temperature (30): error jumps 0.2 -> 0.9 of a 0.1..0.9 range
-    cells = _cells(["I"] * 4 + ["IV-B"] * 5, [0.2, 0.2, 0.9, 0.15, 0.15, 0.2, 0.1, 0.1, 0.15])
+    # width-like load and batch-like temperature (the default directions): the high-temperature,
+    # low-load corner is the largest load value (3) at the smallest temperature value (10), as in
+    # the paper's Figure 4 (widest models, smallest batch); error jumps 0.1 -> 0.9 there
+    cells = _cells(["I"] * 4 + ["IV-B"] * 5, [0.2, 0.2, 0.15, 0.15, 0.15, 0.2, 0.9, 0.1, 0.1])
     vit = ZooContext("v", "classification", "vit", "load", "temp", PhaseThresholds())
-    assert transformer_corner(cells, vit).status == REPRODUCED
+    v = transformer_corner(cells, vit)
+    assert v.status == REPRODUCED and "from temp 20 to 10" in v.evidence and "at load 3" in v.evidence
     assert transformer_corner(cells, CTX).status == NOT_REPRODUCED  # a ResNet should stay smooth
-    smooth = cells.assign(test_error=[0.2, 0.2, 0.25, 0.15, 0.15, 0.2, 0.1, 0.1, 0.9])
-    assert transformer_corner(smooth, CTX).status == REPRODUCED
+    # a jump at the opposite corner (smallest width, largest batch) is not the paper's transition
+    wrong = cells.assign(test_error=[0.2, 0.2, 0.9, 0.15, 0.15, 0.2, 0.1, 0.1, 0.15])
+    assert transformer_corner(wrong, vit).status == NOT_REPRODUCED
+    assert transformer_corner(wrong, CTX).status == REPRODUCED
+    # PINNs: beta raises the load and the learning rate the temperature, so the corner is the
+    # smallest beta (1) at the largest rate (30)
+    pinn = ZooContext("p", "pde_convection", "pinn", "load", "temp", PhaseThresholds(),
+                      load_direction="increasing", temperature_direction="increasing")
+    assert transformer_corner(wrong, pinn).status == NOT_REPRODUCED  # sharp at (1, 30)
+    assert transformer_corner(cells, pinn).status == REPRODUCED      # smooth there
 
     gains = cells.assign(ensemble_gain=[0.0] * 4 + [0.05] * 5)
     assert ensemble_connected(gains, CTX).status == REPRODUCED

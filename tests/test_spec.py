@@ -128,3 +128,27 @@ def test_invalid_metric_downstream_and_phase_settings(tmp_path, section, message
 def test_paper_resnet_zoos_transfer_to_stl10_and_digits_to_rotated_digits():
     assert load_spec("cifar10-resnet18").profile("paper").downstream["finetune"]["target"] == "stl10"
     assert load_spec("digits-resnet18").profile("mini").downstream["finetune"]["target"] == "digits-rot90"
+
+
+def test_every_zoo_says_which_way_its_axes_run(tmp_path):
+    """Width and model_dim lower the load, beta raises it; batch size lowers the temperature, the
+    PINNs' learning rate raises it (stated in each zoo file; defaults for files that do not)."""
+    from pathlib import Path
+
+    import phasezoo
+    for f in (Path(phasezoo.__file__).parent / "zoos").glob("*.yaml"):
+        text = f.read_text()
+        assert ("\naxes:" in text) == ("\naxis_directions:" in text), f.name  # stated where the axes are
+    for name in list_zoos():
+        spec = load_spec(name)
+        want_load = "increasing" if spec.load_axis == "beta" else "decreasing"
+        want_temp = "increasing" if spec.temperature_axis == "lr" else "decreasing"
+        assert (spec.load_direction, spec.temperature_direction) == (want_load, want_temp), name
+    # a file without the key gets the default for its axes; a wrong value is one line
+    spec = load_spec(write_spec(tmp_path, TINY_SPEC))
+    assert (spec.load_direction, spec.temperature_direction) == ("decreasing", "decreasing")
+    bad = TINY_SPEC.replace("dataset: digits", "dataset: digits\naxis_directions: {load: upwards}")
+    with pytest.raises(SpecError, match="axis_directions.load: unknown value 'upwards'"):
+        load_spec(write_spec(tmp_path, bad))
+    flipped = TINY_SPEC.replace("dataset: digits", "dataset: digits\naxis_directions: {temperature: increasing}")
+    assert load_spec(write_spec(tmp_path, flipped)).temperature_direction == "increasing"

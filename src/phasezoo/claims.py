@@ -50,6 +50,17 @@ class ZooContext:
     load: str
     temperature: str
     thresholds: PhaseThresholds
+    #: how load and temperature change as their axis values grow (the spec's axis_directions)
+    load_direction: str = "decreasing"
+    temperature_direction: str = "decreasing"
+
+    def low_load_first(self, values) -> list:
+        """The load axis values ordered from the lowest load to the highest."""
+        return sorted(values, reverse=self.load_direction == "decreasing")
+
+    def high_temperature_first(self, values) -> list:
+        """The temperature axis values ordered from the highest temperature to the lowest."""
+        return sorted(values, reverse=self.temperature_direction == "increasing")
 
 
 @dataclass(frozen=True)
@@ -174,20 +185,21 @@ def pinn_good_is_sharp(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
 
 
 def transformer_corner(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
-    """Transformers show a sharp transition in the high-temperature, low-load corner; ResNets and
-    PINNs do not. Measured as the change of test error over the last temperature step into the
-    corner cell (smallest load, largest temperature), as a fraction of the zoo's test-error range;
-    "sharp" means at least :data:`SHARP_STEP`. Reproduced when a ViT/GPT zoo is sharp or another
-    zoo is not. For PINNs the load axis is β, where the corner is the smallest β."""
+    """Transformers show a sharp transition in the high-temperature, low-load corner (the paper's
+    Figure 4, top right: the widest models at the smallest batch); ResNets and PINNs do not.
+    Measured as the change of test error over the last temperature step into the corner cell
+    (lowest load, highest temperature, read from the spec's axis directions), as a fraction of
+    the zoo's test-error range; "sharp" means at least :data:`SHARP_STEP`. Reproduced when a
+    ViT/GPT zoo is sharp or another zoo is not. For PINNs the low-load end is the smallest β and
+    the high-temperature end the largest learning rate."""
     ok = cells.dropna(subset=["test_error"])
-    loads = sorted(ok[ctx.load].unique())
-    temps = sorted(ok[ctx.temperature].unique())
+    loads = ctx.low_load_first(ok[ctx.load].unique())
+    temps = ctx.high_temperature_first(ok[ctx.temperature].unique())
     if len(temps) < 2 or not loads:
         return Verdict(NOT_TESTABLE, "needs two temperatures")
     at = ok.set_index([ctx.load, ctx.temperature])["test_error"]
-    # the low-load end: the smallest model; for β (PINN), the smallest coefficient (easiest PDE)
     load0 = loads[0]
-    key, prev = (load0, temps[-1]), (load0, temps[-2])
+    key, prev = (load0, temps[0]), (load0, temps[1])
     if key not in at.index or prev not in at.index:
         return Verdict(NOT_TESTABLE, "corner cells missing")
     span = float(ok["test_error"].max() - ok["test_error"].min())
@@ -196,8 +208,9 @@ def transformer_corner(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     transformer = ctx.arch in ("vit", "gpt")
     status = REPRODUCED if sharp == transformer else NOT_REPRODUCED
     return Verdict(status, f"{'transformer' if transformer else ctx.arch}: test error {_fmt(at.loc[prev])} → "
-                           f"{_fmt(at.loc[key])} from {ctx.temperature} {temps[-2]} to {temps[-1]} at "
-                           f"{ctx.load} {load0}, {_fmt(step)} of the zoo's range ({'sharp' if sharp else 'smooth'})")
+                           f"{_fmt(at.loc[key])} from {ctx.temperature} {temps[1]} to {temps[0]} (towards high "
+                           f"temperature) at {ctx.load} {load0} (the lowest load), {_fmt(step)} of the zoo's "
+                           f"range ({'sharp' if sharp else 'smooth'})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +292,8 @@ CLAIMS: tuple[Claim, ...] = (
 def zoo_context(spec, profile: str, thresholds: PhaseThresholds | None = None) -> ZooContext:
     """A zoo's context; ``thresholds``: the phase map's (calibrated) ones, else the spec's."""
     return ZooContext(spec.name, spec.task, spec.arch, spec.load_axis, spec.temperature_axis,
-                      thresholds or spec.profile(profile).phases)
+                      thresholds or spec.profile(profile).phases, spec.load_direction,
+                      spec.temperature_direction)
 
 
 def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:

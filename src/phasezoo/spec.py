@@ -21,6 +21,8 @@ batch size is at least 2, since BatchNorm cannot normalise a single sample)::
                                     # width when it is not a grid axis (PINNs)
     axes: {load: width, temperature: batch_size}   # grid keys: width | model_dim (the width
                                     # of a transformer) | beta (PDE coefficient) | batch_size | lr
+    axis_directions: {load: decreasing, temperature: decreasing}   # how load and temperature
+                                    # change as the axis value grows (defaults: AXIS_DIRECTIONS)
     training:
       optimizer: sgd | adamw | lbfgs
       lr: 0.1                       # the fixed rate when lr is not a grid axis
@@ -77,6 +79,11 @@ OPTIMIZERS = ("sgd", "adamw", "lbfgs")
 SCHEDULERS = ("onecycle_cosine", "constant")
 INITS = ("kaiming_uniform",)
 #: grid parameters a zoo may vary, with the short label used in member folder names
+#: how the quantity an axis stands for changes as the axis value grows (paper §2, Yang et al.
+#: 2021): a wider model lowers the load and a larger batch the temperature; a larger convection
+#: coefficient β raises the load (a harder PDE) and a larger learning rate the temperature
+AXIS_DIRECTIONS = {"width": "decreasing", "model_dim": "decreasing", "beta": "increasing",
+                   "batch_size": "decreasing", "lr": "increasing"}
 GRID_LABELS = {"width": "w", "model_dim": "d", "beta": "beta", "batch_size": "b", "lr": "lr", "seed": "s"}
 #: grid keys that take real numbers (the others are integers)
 REAL_GRID_KEYS = ("beta", "lr")
@@ -90,7 +97,7 @@ ZOO_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 #: the training loop drops 1-sample batches (phasezoo.train.steps_per_epoch)
 MIN_BATCH_SIZE = 2
 
-_TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "model", "axes",
+_TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "model", "axes", "axis_directions",
              "training", "metrics", "phases", "downstream", "profiles"}
 #: downstream-method settings used where a spec gives none (paper §4.2)
 DOWNSTREAM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -239,6 +246,10 @@ class ZooSpec:
     profiles: Mapping[str, ProfileSpec]
     source: str = field(default="", compare=False)
     model: Mapping[str, Any] = field(default_factory=dict)
+    #: ``"increasing"`` or ``"decreasing"``: how the load / the temperature changes as the
+    #: axis value grows (:data:`AXIS_DIRECTIONS`)
+    load_direction: str = "decreasing"
+    temperature_direction: str = "decreasing"
 
     def profile(self, name: str) -> ProfileSpec:
         if name not in self.profiles:
@@ -408,6 +419,11 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
         raise SpecError(f"{where}: the width is neither a grid axis nor given as model.width")
     if (task == "pde_convection") != ("beta" in axes.values()):
         raise SpecError(f"{where}: beta is the load axis of a pde_convection zoo, and of no other")
+    directions = raw.get("axis_directions") or {}
+    if not isinstance(directions, Mapping) or not set(directions) <= {"load", "temperature"}:
+        raise SpecError(f"{where}: axis_directions must be a mapping with keys 'load' and/or 'temperature'")
+    directions = {role: _choice(directions.get(role, AXIS_DIRECTIONS[axes[role]]), ("increasing", "decreasing"),
+                                f"{where}: axis_directions.{role}") for role in ("load", "temperature")}
     training = raw.get("training") or {}
     profiles_raw = _require(raw, "profiles", dict, where)
     if not profiles_raw:
@@ -447,6 +463,7 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
         name=name, description=str(raw.get("description", "")), task=task, arch=arch,
         dataset=dataset, load_axis=axes["load"], temperature_axis=axes["temperature"],
         profiles=profiles, source=str(path), model=dict(model),
+        load_direction=directions["load"], temperature_direction=directions["temperature"],
     )
 
 

@@ -2,9 +2,12 @@
 # # The paper's claims, checked on these zoos
 #
 # Each qualitative claim of the paper's §4, turned into a rule that runs on a zoo's grid cells
-# (`phasezoo.claims`; each rule is written out in its docstring and below). ✔ the zoo behaves
-# as claimed, ✘ it does not, – the zoo lacks what the claim needs (a phase, a method, a
-# domain). The table after the matrix gives the numbers behind every mark.
+# (`phasezoo.claims`; each rule is written out in its docstring and below). Each rule computes a
+# signed margin (positive: the claim holds) and its 90% bootstrap interval over the zoo's grid
+# (seeds resampled within cells; for comparisons of phases, cells within phases too). ✔ the
+# interval lies above 0, ✘ below, ? it straddles 0 (inconclusive), – the zoo lacks what the
+# claim needs (a phase, a method, a domain). The table after the matrix gives the numbers
+# behind every mark.
 # Re-run: `phasezoo notebook 06_claims -p zoos '[digits-resnet18]'`.
 
 # %% tags=["parameters"]
@@ -36,4 +39,4 @@ display(Markdown("\n".join(f"- **{c.statement}** (§{c.section}) {inspect.getdoc
 # ## The evidence
 
 # %%
-results[["section", "claim", "zoo", "status", "evidence"]]
+results[["section", "claim", "zoo", "status", "margin", "ci_low", "ci_high", "evidence"]].round(4)

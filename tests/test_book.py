@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from phasezoo.book import PAGES, retitle, zoo_slug
-from phasezoo.claims import (CLAIMS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, ZooContext, best_inside_low_loss,
+from phasezoo.claims import (CLAIMS, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, ZooContext,
+                             best_inside_low_loss, pruning_phase_iv, finetune_phase_iv,
                              best_phase_is_ivb, check_cells, claims_matrix, ensemble_connected,
                              metrics_track_test, phases_emerge, transformer_corner)
 from phasezoo.landscape.phases import PhaseThresholds
@@ -128,7 +129,7 @@ def test_every_claim_runs_and_the_matrix_has_one_mark_per_claim_and_zoo():
     assert set(a["status"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE}
     m = claims_matrix(pd.concat([a, b]))
     assert m.shape == (len(CLAIMS), 2) and list(m.columns) == ["z", "y"]
-    assert set(m.to_numpy().ravel()) <= {"✔", "✘", "–"}
+    assert set(m.to_numpy().ravel()) <= {"✔", "✘", "?", "–"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -253,3 +254,69 @@ def test_the_chromium_check_fails_on_a_broken_image_and_a_missing_page(tmp_path)
     assert not missing.ok and not missing.loaded
     assert index.ok and index.url.endswith("good.html")
     assert Path(good.screenshot).stat().st_size > 0
+
+
+def test_phases_emerge_needs_four_of_the_five_phases_and_shows_the_count():
+    three = _cells(["I", "II", "IV-B", "IV-B", "unassigned", "II", "I", "IV-B", "II"], [0.5] * 9)
+    v = phases_emerge(three, CTX)
+    assert v.status == NOT_REPRODUCED and v.evidence.startswith("3 of the 5 phases (needs 4)")
+    four = three.assign(phase=["I", "II", "IV-B", "IV-A", "unassigned", "II", "I", "IV-B", "II"])
+    assert phases_emerge(four, CTX).status == REPRODUCED
+
+
+def test_best_phase_and_finetune_compare_ivb_with_the_best_other_phase():
+    # IV-B beats the mean of the others but not IV-A, the best other phase: not reproduced
+    cells = _cells(["I", "I", "II", "II", "IV-A", "IV-A", "IV-B", "IV-B", "III"],
+                   [0.9, 0.8, 0.7, 0.7, 0.10, 0.12, 0.15, 0.17, 0.6])
+    v = best_phase_is_ivb(cells, CTX)
+    assert v.status == NOT_REPRODUCED and "best other phase, IV-A" in v.evidence
+    assert v.margin == pytest.approx(0.11 - 0.16)
+    ft = cells.assign(finetune_full_acc=[0.3, 0.3, 0.4, 0.4, 0.8, 0.8, 0.7, 0.7, 0.5])
+    assert finetune_phase_iv(ft, CTX).status == NOT_REPRODUCED
+    assert finetune_phase_iv(ft.assign(finetune_full_acc=1 - ft["finetune_full_acc"] + 0.0), CTX).status == NOT_REPRODUCED
+    ft2 = ft.assign(finetune_full_acc=[0.3, 0.3, 0.4, 0.4, 0.6, 0.6, 0.9, 0.9, 0.5])
+    assert finetune_phase_iv(ft2, CTX).status == REPRODUCED
+
+
+def test_pruning_is_judged_on_retention_not_on_the_score_after_pruning():
+    # the issue's counterexample: IV starts at 0.95 and drops 0.30, II starts at 0.60 and drops
+    # 0.05. Absolute accuracy after pruning favours IV (0.65 > 0.55); retention does not
+    phases = ["II"] * 4 + ["IV-B"] * 5
+    err = [0.40] * 4 + [0.05] * 5
+    cells = _cells(phases, err, **{"prune_acc_0.9": [0.55] * 4 + [0.65] * 5,
+                                   "prune_ft_acc_0.9": [0.58] * 4 + [0.90] * 5})
+    v = pruning_phase_iv(cells, CTX)
+    assert v.status == NOT_REPRODUCED
+    assert v.margin == pytest.approx(0.65 / 0.95 - 0.55 / 0.60)
+    assert "ft 0.9: IV" in v.evidence  # the fine-tuned retention is reported beside it
+    kept = cells.assign(**{"prune_acc_0.9": [0.30] * 4 + [0.90] * 5})
+    assert pruning_phase_iv(kept, CTX).status == REPRODUCED
+
+
+def _members_for(cells, spread, seed=0):
+    """Three members a cell around the cell's test error, with the given spread."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _, c in cells.iterrows():
+        for s in range(3):
+            rows.append({"load": c["load"], "temp": c["temp"], "seed": s,
+                         "test_error": c["test_error"] + rng.normal(0, spread)})
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_get_a_bootstrap_interval_and_can_be_inconclusive():
+    cells = _cells(["I", "I", "II", "II", "IV-A", "IV-A", "IV-B", "IV-B", "III"],
+                   [0.9, 0.8, 0.7, 0.7, 0.20, 0.22, 0.10, 0.12, 0.6])
+    only = [c for c in CLAIMS if c.key == "best_phase_is_ivb"]
+    # seeds that agree: the interval excludes 0 and the verdict is kept
+    tight = check_cells(cells, CTX, only, _members_for(cells, 0.002), draws=100).iloc[0]
+    assert tight["status"] == REPRODUCED and 0 < tight["ci_low"] <= tight["margin"] <= tight["ci_high"]
+    # seeds that scatter by far more than the 0.1 gap between IV-B and IV-A (two phases only, so
+    # that the best other phase is not picked from noise): inconclusive
+    two = _cells(["IV-A"] * 4 + ["IV-B"] * 5, [0.2] * 4 + [0.1] * 5)
+    loose = check_cells(two, CTX, only, _members_for(two, 0.6), draws=200).iloc[0]
+    assert loose["status"] == INCONCLUSIVE and loose["ci_low"] < 0 < loose["ci_high"]
+    # a not-testable claim gets no interval; without members, the point estimate decides
+    none = check_cells(cells[cells.phase != "IV-B"], CTX, only, _members_for(cells, 0.01), draws=20).iloc[0]
+    assert none["status"] == NOT_TESTABLE and np.isnan(none["ci_low"])
+    assert check_cells(cells, CTX, only).iloc[0]["status"] == REPRODUCED

@@ -1,15 +1,22 @@
 """The paper's qualitative claims of §4, each turned into a check that runs on a trained zoo.
 
-Every claim is evaluated per zoo from its grid cells (seed means, :func:`phasezoo.report.zoo_cells`)
-and gives one of three verdicts, with the numbers behind it:
+Every claim is evaluated per zoo from its grid cells (seed means of the phase map's cells) and
+gives one of four verdicts, with the numbers behind it:
 
 * ``reproduced``: the zoo's cells behave as the claim says, by the rule written in the check;
 * ``not reproduced``: they do not;
+* ``inconclusive``: the rule's 90% bootstrap interval straddles its decision;
 * ``not testable``: the zoo lacks what the claim needs (a phase, a downstream method, a domain).
 
-The rules are deliberately simple and stated in each check's docstring, so a reader can argue
-with them; they compare seed-averaged cell means, not significance tests (a mini zoo has 12–20
-cells). "Test error" is the task's error: 1 − accuracy, 1 − next-token accuracy, or the PINN's
+Each rule computes one signed **margin**, positive when the claim holds (a difference of group
+means, a correlation, a count minus what the claim needs; ±1 for yes/no rules), and decides on
+its sign. :func:`check_cells` given the zoo's members adds its interval: the rule is rerun on
+:data:`CLAIM_DRAWS` resampled grids, each cell's member-level values (test error, train loss,
+per-member downstream scores) averaged over its seeds drawn with replacement; phase labels and
+cell-level values (CKA, mc, ensemble and re-basin gains) stay as measured; for the comparisons
+of phase groups the cells of each phase are drawn with replacement as well. The verdict is
+``reproduced`` when the interval lies above 0, ``not reproduced`` below, else ``inconclusive``.
+The rules are stated in each check's docstring, so a reader can argue with them. "Test error" is the task's error: 1 − accuracy, 1 − next-token accuracy, or the PINN's
 relative L2 error; "score" is 1 − error (the downstream columns' ``acc``).
 
 Not turned into checks: §4.1's observation that learning-rate decay enlarges phase IV (it needs
@@ -18,6 +25,8 @@ zoos trained without decay, which the paper does not publish either).
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,9 +34,16 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from phasezoo.landscape.phases import PHASES as PHASE_LABELS
 from phasezoo.landscape.phases import PhaseThresholds
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
+INCONCLUSIVE = "inconclusive"
+#: resampled grids per claim interval, and the interval's coverage
+CLAIM_DRAWS = 200
+CLAIM_LEVEL = 0.90
+#: the paper's full coverage: phases_emerge needs this many of the five phases
+MIN_PHASES = 4
 
 #: phases with a barrier between seeds (mc < −τ) and phases without one
 BARRIER_PHASES = ("I", "III")
@@ -67,6 +83,12 @@ class ZooContext:
 class Verdict:
     status: str
     evidence: str
+    #: signed: > 0 the claim holds by its rule, < 0 it does not (NaN when not testable)
+    margin: float = math.nan
+
+
+def _decide(margin: float, evidence: str) -> Verdict:
+    return Verdict(REPRODUCED if margin > 0 else NOT_REPRODUCED, evidence, float(margin))
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,9 @@ class Claim:
     section: str
     statement: str
     check: Callable[[pd.DataFrame, ZooContext], Verdict]
+    #: a comparison of phase groups: its bootstrap also resamples the cells within each phase
+    #: (rules that read grid positions keep the grid)
+    by_phase: bool = False
 
 
 def _fmt(x: float) -> str:
@@ -104,7 +129,7 @@ def _spearman(a: pd.Series, b: pd.Series) -> float:
 
 def _compare_groups(cells: pd.DataFrame, column: str, better: Sequence[str], worse: Sequence[str],
                     label_better: str, label_worse: str) -> Verdict:
-    """reproduced when the mean of ``column`` over the ``better`` phases exceeds that over ``worse``."""
+    """Margin: the mean of ``column`` over the ``better`` phases' cells minus that over ``worse``."""
     if not _has(cells, column):
         return Verdict(NOT_TESTABLE, f"no {column} in this zoo")
     hi, n_hi = _group_mean(cells, column, better)
@@ -112,9 +137,23 @@ def _compare_groups(cells: pd.DataFrame, column: str, better: Sequence[str], wor
     if n_hi == 0 or n_lo == 0:
         present = ", ".join(sorted(cells["phase"].dropna().unique()))
         return Verdict(NOT_TESTABLE, f"needs cells in both {label_better} and {label_worse}; phases present: {present}")
-    status = REPRODUCED if hi > lo else NOT_REPRODUCED
-    return Verdict(status, f"mean {column}: {label_better} {_fmt(hi)} ({n_hi} cells) vs "
-                           f"{label_worse} {_fmt(lo)} ({n_lo} cells)")
+    return _decide(hi - lo, f"mean {column}: {label_better} {_fmt(hi)} ({n_hi} cells) vs "
+                            f"{label_worse} {_fmt(lo)} ({n_lo} cells)")
+
+
+def _best_against_best_other(cells: pd.DataFrame, column: str, phase: str, higher_better: bool) -> Verdict:
+    """Margin: how much ``phase``'s mean ``column`` beats the best of the other phases' means
+    (unassigned cells are no phase)."""
+    if not _has(cells, column):
+        return Verdict(NOT_TESTABLE, f"no {column} in this zoo")
+    means = _phase_means(cells[cells["phase"].isin(PHASE_LABELS)], column)
+    ev = f"mean {column} per phase: " + ", ".join(f"{p} {_fmt(v)}" for p, v in means.items())
+    if phase not in means or len(means) < 2:
+        return Verdict(NOT_TESTABLE, ev + (f" (no phase {phase})" if phase not in means else " (one phase)"))
+    others = means.drop(phase)
+    best = others.idxmax() if higher_better else others.idxmin()
+    diff = (means[phase] - others[best]) if higher_better else (others[best] - means[phase])
+    return _decide(diff, ev + f"; {phase} against the best other phase, {best}: {_fmt(diff)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,22 +161,22 @@ def _compare_groups(cells: pd.DataFrame, column: str, better: Sequence[str], wor
 
 
 def phases_emerge(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
-    """At least two distinct phases in the zoo's grid (a transition exists)."""
+    """The paper validates full coverage: at least :data:`MIN_PHASES` of the five phases in the
+    zoo's grid (unassigned cells are no phase). Margin: phases present − 3.5."""
     counts = cells["phase"].value_counts()
     if counts.empty:
         return Verdict(NOT_TESTABLE, "no classified cells")
-    ev = ", ".join(f"{p}: {n}" for p, n in sorted(counts.items()))
-    return Verdict(REPRODUCED if len(counts) >= 2 else NOT_REPRODUCED, f"cells per phase: {ev}")
+    present = [p for p in PHASE_LABELS if p in counts]
+    ev = ", ".join(f"{p}: {n}" for p, n in counts.items())
+    return _decide(len(present) - (MIN_PHASES - 0.5),
+                   f"{len(present)} of the 5 phases (needs {MIN_PHASES}); cells per label: {ev}")
 
 
 def best_phase_is_ivb(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
-    """Among the phases present, IV-B has the lowest mean test error. Not testable without IV-B
-    cells or with a single phase."""
-    means = _phase_means(cells, "test_error")
-    ev = "mean test error per phase: " + ", ".join(f"{p} {_fmt(v)}" for p, v in means.items())
-    if "IV-B" not in means or len(means) < 2:
-        return Verdict(NOT_TESTABLE, ev + " (no phase IV-B to compare)" if "IV-B" not in means else ev)
-    return Verdict(REPRODUCED if means.idxmin() == "IV-B" else NOT_REPRODUCED, ev)
+    """IV-B has a lower mean test error than the best other phase present (IV-A included, which
+    the paper contrasts with it). Margin: the best other phase's mean test error minus IV-B's.
+    Not testable without IV-B cells or with a single phase."""
+    return _best_against_best_other(cells, "test_error", "IV-B", higher_better=False)
 
 
 def best_inside_low_loss(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
@@ -150,8 +189,8 @@ def best_inside_low_loss(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     best = ok[ok["test_error"] <= ok["test_error"].quantile(0.25)]
     low = ok[ok["train_loss"] < ctx.thresholds.train_loss]
     inside = int((best["train_loss"] < ctx.thresholds.train_loss).sum())
-    status = REPRODUCED if inside == len(best) and len(low) > len(best) else NOT_REPRODUCED
-    return Verdict(status, f"{inside} of the {len(best)} best cells have train loss < "
+    holds = inside == len(best) and len(low) > len(best)
+    return _decide(1.0 if holds else -1.0, f"{inside} of the {len(best)} best cells have train loss < "
                            f"{_fmt(ctx.thresholds.train_loss)}; the low-loss region has {len(low)} of {len(ok)} cells")
 
 
@@ -168,9 +207,11 @@ def metrics_track_test(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     r_trace = _spearman(cells["test_error"], cells["hessian_trace"])
     r_cka = _spearman(cells["test_error"], cells["cka"])
     r_mc = _spearman(cells["test_error"], cells[mc].abs())
-    ok = r_trace > 0 and r_cka < 0 and r_mc > 0
-    return Verdict(REPRODUCED if ok else NOT_REPRODUCED,
-                   f"Spearman ρ with test error: trace {_fmt(r_trace)}, CKA {_fmt(r_cka)}, |{mc}| {_fmt(r_mc)}")
+    margin = min(r_trace, -r_cka, r_mc)
+    if not np.isfinite(margin):
+        return Verdict(NOT_TESTABLE, "a correlation is undefined (fewer than 3 cells or constant values)")
+    return _decide(margin, f"Spearman ρ with test error: trace {_fmt(r_trace)}, CKA {_fmt(r_cka)}, "
+                           f"|{mc}| {_fmt(r_mc)}; margin = the weakest of ρ_trace, −ρ_CKA, ρ_|mc|")
 
 
 def pinn_good_is_sharp(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
@@ -181,7 +222,9 @@ def pinn_good_is_sharp(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     if not _has(cells, "hessian_trace"):
         return Verdict(NOT_TESTABLE, "no hessian_trace")
     r = _spearman(cells["test_error"], cells["hessian_trace"])
-    return Verdict(REPRODUCED if r < 0 else NOT_REPRODUCED, f"Spearman ρ(test error, trace) = {_fmt(r)}")
+    if not np.isfinite(r):
+        return Verdict(NOT_TESTABLE, "the correlation is undefined")
+    return _decide(-r, f"Spearman ρ(test error, trace) = {_fmt(r)}")
 
 
 def transformer_corner(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
@@ -206,8 +249,9 @@ def transformer_corner(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     step = float(at.loc[key] - at.loc[prev]) / span if span > 0 else 0.0
     sharp = abs(step) >= SHARP_STEP
     transformer = ctx.arch in ("vit", "gpt")
-    status = REPRODUCED if sharp == transformer else NOT_REPRODUCED
-    return Verdict(status, f"{'transformer' if transformer else ctx.arch}: test error {_fmt(at.loc[prev])} → "
+    # margin: how far the step is beyond SHARP_STEP on the side the claim expects
+    margin = (abs(step) - SHARP_STEP) if transformer else (SHARP_STEP - abs(step))
+    return _decide(margin, f"{'transformer' if transformer else ctx.arch}: test error {_fmt(at.loc[prev])} → "
                            f"{_fmt(at.loc[key])} from {ctx.temperature} {temps[1]} to {temps[0]} (towards high "
                            f"temperature) at {ctx.load} {load0} (the lowest load), {_fmt(step)} of the zoo's "
                            f"range ({'sharp' if sharp else 'smooth'})")
@@ -218,16 +262,35 @@ def transformer_corner(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
 
 
 def finetune_phase_iv(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
-    """Transfer: phase-IV cells reach a higher full fine-tuning accuracy on the target task than
-    the other phases (mean over cells)."""
-    return _compare_groups(cells, "finetune_full_acc", WELL_TRAINED, ("I", "II", "III"), "IV", "I–III")
+    """Transfer: phase IV-B (well trained, seeds agree) reaches a higher full fine-tuning accuracy
+    on the target task than the best other phase, IV-A included (the paper: well-trained models
+    adapt better, under- and over-fitted ones struggle). Margin: IV-B's mean minus the best other
+    phase's."""
+    return _best_against_best_other(cells, "finetune_full_acc", "IV-B", higher_better=True)
 
 
 def pruning_phase_iv(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
-    """Pruning: at high sparsity (0.9, no fine-tuning) phase-IV cells keep a higher score than the
-    other phases."""
-    col = f"prune_acc_{PRUNE_SPARSITY:g}"
-    return _compare_groups(cells, col, WELL_TRAINED, ("I", "II", "III"), "IV", "I–III")
+    """Pruning: phase-IV cells *retain* more of their score at high sparsity than the other
+    phases. Retention = score after magnitude pruning / the unpruned score (1 − test error), so
+    a phase that starts higher does not win by starting higher. Decided at sparsity
+    :data:`PRUNE_SPARSITY` without fine-tuning (margin: IV's mean retention minus I–III's); the
+    evidence gives the retention at every stored sparsity, with and without the fine-tune."""
+    cols = sorted(c for c in cells.columns if c.startswith(("prune_acc_", "prune_ft_acc_")) and _has(cells, c))
+    key = f"prune_acc_{PRUNE_SPARSITY:g}"
+    if key not in cols:
+        return Verdict(NOT_TESTABLE, f"no {key} in this zoo")
+    score = 1.0 - cells["test_error"]
+    valid = score > 0  # a PINN with relative error ≥ 1 has no score to retain
+    ret = cells[valid].assign(**{c: cells.loc[valid, c] / score[valid] for c in cols})
+    parts = []
+    for c in cols:
+        iv, _ = _group_mean(ret, c, WELL_TRAINED)
+        rest, _ = _group_mean(ret, c, ("I", "II", "III"))
+        parts.append(f"{c.replace('prune_', '').replace('_acc_', ' ').replace('acc_', '')}: IV {_fmt(iv)} vs I–III {_fmt(rest)}")
+    v = _compare_groups(ret, key, WELL_TRAINED, ("I", "II", "III"), "IV", "I–III")
+    if v.status == NOT_TESTABLE:
+        return v
+    return Verdict(v.status, "retention (pruned score / unpruned score) " + "; ".join(parts), v.margin)
 
 
 def ensemble_connected(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
@@ -239,15 +302,15 @@ def ensemble_connected(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
 def ensemble_region_larger(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     """The high-performance region of ensembles is larger than that of single models: more cells
     have an ensemble score at or above q than a mean member score at or above q, where q is the
-    mean member score of the zoo's best quarter of cells."""
+    mean member score of the zoo's best quarter of cells. Margin: ensemble cells − single-model
+    cells."""
     if not _has(cells, "ensemble_acc"):
         return Verdict(NOT_TESTABLE, "no ensemble_acc in this zoo")
     ok = cells.dropna(subset=["ensemble_acc", "test_error"])
     score = 1.0 - ok["test_error"]
     q = float(score[score >= score.quantile(0.75)].mean())
     n_member, n_ens = int((score >= q).sum()), int((ok["ensemble_acc"] >= q).sum())
-    return Verdict(REPRODUCED if n_ens > n_member else NOT_REPRODUCED,
-                   f"cells with score ≥ {_fmt(q)}: {n_member} as single models, {n_ens} as ensembles (of {len(ok)})")
+    return _decide(n_ens - n_member, f"cells with score ≥ {_fmt(q)}: {n_member} as single models, {n_ens} as ensembles (of {len(ok)})")
 
 
 def wise_ft_high_temperature(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
@@ -263,7 +326,7 @@ def rebasin_connected(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("phases_emerge", "4.1", "Phases and phase transitions emerge in every zoo.", phases_emerge),
-    Claim("best_phase_is_ivb", "4.1", "Phase IV-B holds the best test performance.", best_phase_is_ivb),
+    Claim("best_phase_is_ivb", "4.1", "Phase IV-B holds the best test performance.", best_phase_is_ivb, by_phase=True),
     Claim("best_inside_low_loss", "4.1",
           "The best test performance lies inside the low-train-loss region, which is larger.", best_inside_low_loss),
     Claim("metrics_track_test", "4.1",
@@ -275,17 +338,17 @@ CLAIMS: tuple[Claim, ...] = (
           "Transformers have a sharp transition at high temperature and low load; ResNets and PINNs do not.",
           transformer_corner),
     Claim("finetune_phase_iv", "4.2", "Phase-IV models adapt better when fine-tuned to another task.",
-          finetune_phase_iv),
+          finetune_phase_iv, by_phase=True),
     Claim("pruning_phase_iv", "4.2", "Phase-IV models keep their performance better under high sparsity.",
-          pruning_phase_iv),
+          pruning_phase_iv, by_phase=True),
     Claim("ensemble_connected", "4.2", "Ensembles gain more where the seeds' minima are well connected.",
-          ensemble_connected),
+          ensemble_connected, by_phase=True),
     Claim("ensemble_region_larger", "4.2",
           "The high-performance region of ensembles is larger than that of single models.", ensemble_region_larger),
     Claim("wise_ft_high_temperature", "4.2", "Wise-FT helps most in the rugged phases (I, II), little in IV.",
-          wise_ft_high_temperature),
+          wise_ft_high_temperature, by_phase=True),
     Claim("rebasin_connected", "4.2", "Re-basin averaging works where mode connectivity has no barrier.",
-          rebasin_connected),
+          rebasin_connected, by_phase=True),
 )
 
 
@@ -296,32 +359,93 @@ def zoo_context(spec, profile: str, thresholds: PhaseThresholds | None = None) -
                       spec.temperature_direction)
 
 
-def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
-    """One row per claim for one zoo's cells: section, key, statement, status, evidence."""
+def resample_cells(cells: pd.DataFrame, members: pd.DataFrame, load: str, temperature: str,
+                   rng: np.random.Generator, by_phase: bool = False) -> pd.DataFrame:
+    """``cells`` with each cell's member-level columns replaced by their mean over the cell's
+    members drawn with replacement (one bootstrap draw of the seeds within every cell); with
+    ``by_phase``, the cells of each phase label are then drawn with replacement too (as many as
+    it has), so a group mean carries the spread between its cells.
+    Member-level: the numeric columns of ``members`` that ``cells`` also has, except the
+    coordinates, the seed and the phase columns; cell-level columns repeated on every member
+    (CKA, mc, ensemble and re-basin gains) come out unchanged."""
+    skip = {load, temperature, "seed", "phase_confidence", "seeds", "completed", "bootstrap_draws"}
+    cols = [c for c in members.columns if c in cells.columns and c not in skip
+            and pd.api.types.is_numeric_dtype(members[c]) and not pd.api.types.is_bool_dtype(members[c])]
+    out = cells.copy()
+    if not cols:
+        return out
+    pos = {k: i for i, k in enumerate(zip(out[load], out[temperature]))}
+    values = out[cols].to_numpy(dtype=float, copy=True)
+    for key, g in members.groupby([load, temperature], sort=False):
+        if key not in pos:
+            continue
+        arr = g[cols].to_numpy(dtype=float)
+        draw = arr[rng.integers(0, len(arr), len(arr))]
+        with warnings.catch_warnings():  # an all-NaN column (e.g. diverged members) stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values[pos[key]] = np.nanmean(draw, axis=0)
+    out[cols] = values
+    if by_phase and "phase" in out:
+        labels = out["phase"].fillna("-").to_numpy()
+        idx = np.concatenate([rng.choice(np.flatnonzero(labels == lab), (labels == lab).sum())
+                              for lab in pd.unique(labels)])
+        out = out.iloc[np.sort(idx)].reset_index(drop=True)
+    return out
+
+
+def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = CLAIMS,
+                members: pd.DataFrame | None = None, *, draws: int = CLAIM_DRAWS,
+                seed: int = 0) -> pd.DataFrame:
+    """One row per claim for one zoo's cells: section, key, statement, zoo, status, evidence,
+    margin and, given the zoo's done ``members`` (one row per member with the two axes), the
+    margin's :data:`CLAIM_LEVEL` bootstrap interval ``ci_low``, ``ci_high`` over ``draws``
+    resampled grids (:func:`resample_cells`; cells within phases too for a claim ``by_phase``)
+    and the status it implies (module docstring).
+    Without members the status is the point estimate's."""
+    rng = np.random.default_rng(seed)
+    have = members is not None and len(members) > 0
+    grids = {flag: [resample_cells(cells, members, ctx.load, ctx.temperature, rng, flag) for _ in range(draws)]
+             if have and any(c.by_phase == flag for c in claims) else [] for flag in (False, True)}
+    a = (1 - CLAIM_LEVEL) / 2
     rows = []
     for claim in claims:
         v = claim.check(cells, ctx)
-        rows.append({"section": claim.section, "claim": claim.key, "statement": claim.statement,
-                     "zoo": ctx.name, "status": v.status, "evidence": v.evidence})
+        row = {"section": claim.section, "claim": claim.key, "statement": claim.statement,
+               "zoo": ctx.name, "status": v.status, "evidence": v.evidence, "margin": v.margin,
+               "ci_low": math.nan, "ci_high": math.nan}
+        if v.status != NOT_TESTABLE and grids[claim.by_phase]:
+            ms = np.array([claim.check(g, ctx).margin for g in grids[claim.by_phase]], dtype=float)
+            ms = ms[np.isfinite(ms)]
+            if len(ms):
+                lo, hi = (float(x) for x in np.quantile(ms, [a, 1 - a]))
+                row.update(ci_low=lo, ci_high=hi,
+                           status=REPRODUCED if lo > 0 else NOT_REPRODUCED if hi < 0 else INCONCLUSIVE)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def check_claims(specs: Sequence, profile: str, root: str | Path, claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
-    """Every claim on every (trained and measured) zoo: one row per claim and zoo."""
+def check_claims(specs: Sequence, profile: str, root: str | Path, claims: Sequence[Claim] = CLAIMS,
+                 draws: int = CLAIM_DRAWS) -> pd.DataFrame:
+    """Every claim on every (trained and measured) zoo: one row per claim and zoo, with the
+    bootstrap interval of each margin (:func:`check_cells`)."""
     from phasezoo.metrics import zoo_phase_map
+    from phasezoo.zoo import zoo_table
 
     rows = []
     for s in specs:
-        pm = zoo_phase_map(s, profile, root)
-        rows.append(check_cells(pm.cells, zoo_context(s, profile, pm.thresholds), claims))
+        members = zoo_table(s, profile, root, phases=False)
+        pm = zoo_phase_map(s, profile, root, members=members)
+        done = members[members["status"] == "done"]
+        rows.append(check_cells(pm.cells, zoo_context(s, profile, pm.thresholds), claims, done, draws=draws))
     return pd.concat(rows, ignore_index=True)
 
 
-SYMBOLS = {REPRODUCED: "✔", NOT_REPRODUCED: "✘", NOT_TESTABLE: "–"}
+SYMBOLS = {REPRODUCED: "✔", NOT_REPRODUCED: "✘", INCONCLUSIVE: "?", NOT_TESTABLE: "–"}
 
 
 def claims_matrix(results: pd.DataFrame) -> pd.DataFrame:
-    """Claims down, zoos across, each cell ✔ (reproduced), ✘ (not reproduced) or – (not testable)."""
+    """Claims down, zoos across, each cell ✔ (reproduced), ✘ (not reproduced), ? (inconclusive)
+    or – (not testable)."""
     m = results.assign(mark=results["status"].map(SYMBOLS))
     out = m.pivot(index=["section", "statement"], columns="zoo", values="mark")
     order = {c.statement: i for i, c in enumerate(CLAIMS)}

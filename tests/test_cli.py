@@ -209,3 +209,9 @@ def test_pool_workers_end_when_the_main_process_is_killed(tmp_path):
     while time.time() < deadline and any(alive(p) for p in workers):
         time.sleep(0.1)
     assert not any(alive(p) for p in workers)
+
+
+def test_probe_rejects_a_bad_repeat_count_in_one_line(tmp_path, capsys):
+    code, out, err = run_cli(["probe", "digits-resnet18", "--root", tmp_path, "--repeats", "0"], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "--repeats must be >= 1" in err
+    assert not any(tmp_path.iterdir())

@@ -210,3 +210,65 @@ def test_probe_phase_falls_back_to_default_C_when_no_fold_can_be_fitted(monkeypa
     res = probe_phase(X, labels, groups, seed=0)
     assert res["C"] == 1.0 and res["model"] is not None
     assert 0.0 <= res["accuracy_test"] <= 1.0
+
+
+def test_the_svd_ridge_is_sklearns_standard_scaler_ridge_and_grid_search():
+    """The hand-written ridge (fast enough for 20 repeated splits) against the sklearn pipeline
+    it replaces: same alpha chosen by group K-fold, same predictions."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from phasezoo.wsl.probe import DEFAULT_ALPHAS, _choose_alpha, _StandardRidge
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 25)) * rng.uniform(0.1, 10, 25)
+    X[:, 3] = 1.0  # a constant feature
+    y = X[:, 0] * 0.5 - X[:, 1] + rng.normal(0, 2.0, 40)
+    groups = np.repeat(np.arange(10), 4)
+    search = GridSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": DEFAULT_ALPHAS},
+                          cv=GroupKFold(n_splits=5), scoring="neg_mean_squared_error").fit(X, y, groups=groups)
+    alpha = _choose_alpha(X, y, groups, DEFAULT_ALPHAS, 5)
+    assert alpha == pytest.approx(search.best_params_["ridge__alpha"])
+    ours = _StandardRidge(X, y)
+    Xn = rng.normal(size=(7, 25))
+    np.testing.assert_allclose(ours.predict(Xn, alpha), search.best_estimator_.predict(Xn), rtol=1e-6, atol=1e-8)
+
+
+def _grid_zoo(seed=0):
+    """40 cells (8 widths x 5 batch sizes) x 3 seeds; feature f0 = log width + noise (what
+    Kaiming initialisation writes into weight variances), f1 a property the grid does not
+    fix; the rest noise."""
+    rng = np.random.default_rng(seed)
+    rows, feats = [], []
+    for w in (1, 2, 4, 8, 16, 32, 64, 128):
+        for b in (8, 16, 32, 64, 128):
+            for s in range(3):
+                m = f"w{w:04d}_b{b:04d}_s{s}"
+                hidden = rng.normal()
+                feats.append({"member": m, "f0": math.log(w) + 0.05 * rng.normal(), "f1": hidden,
+                              **{f"n{i}": rng.normal() for i in range(6)}})
+                rows.append({"member": m, "width": w, "batch_size": b, "epoch": 10,
+                             "by_width": math.log(w) + 0.01 * rng.normal(), "hidden": hidden})
+    X = pd.DataFrame(feats).set_index("member")
+    return X, pd.DataFrame(rows)
+
+
+def test_repeated_probe_reports_intervals_and_the_hyperparameter_baseline():
+    from phasezoo.wsl.probe import PROBE_CSV_COLUMNS, hparam_features, repeated_probe
+
+    X, table = _grid_zoo()
+    hp = hparam_features(table.set_index("member"), "width", "batch_size")
+    assert list(hp.columns) == ["log_width", "log_batch_size", "epoch"]
+    res = repeated_probe(X, table, ("by_width", "hidden"), "width", "batch_size", repeats=8).set_index("property")
+    assert set(PROBE_CSV_COLUMNS) - {"property"} <= set(res.columns)
+    # a property the grid coordinates fix: the baseline predicts it as well as the weights do,
+    # so the weight probe does not "beat" it
+    bw = res.loc["by_width"]
+    assert bw["r2_test"] > 0.95 and bw["r2_hparams"] > 0.95 and bw["beats_hparams"] < 0.95
+    # a property only the weights carry: the baseline scores <= 0, the probe ~1 on every split
+    hid = res.loc["hidden"]
+    assert hid["r2_test_ci_low"] > 0.9 and hid["r2_hparams"] < 0.1 and hid["beats_hparams"] == 1.0
+    assert hid["r2_test_ci_low"] <= hid["r2_test"] <= hid["r2_test_ci_high"] and hid["splits"] == 8
+    assert hid["n_train"] + hid["n_test"] == 120

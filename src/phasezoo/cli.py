@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="weight-statistics probe: R² per property on held-out cells")
     _add_zoo_args(p)
     p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/test split of grid cells")
+    p.add_argument("--repeats", type=int, default=20,
+                   help="random train/test splits of the grid cells (default 20; 1: the split of --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the single split when --repeats 1")
     p.add_argument("--csv", default=None, help="also write the per-property table as CSV ('-': stdout)")
 
     p = sub.add_parser("summary", help="Tables 5-7: mean ± std [min, max] of the final metrics per zoo")
@@ -304,23 +306,37 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "probe":
         from phasezoo.wsl.probe import zoo_probe
 
+        from phasezoo.wsl.probe import PROBE_CSV_COLUMNS
+
+        if args.repeats < 1:
+            raise PhaseZooError(f"--repeats must be >= 1, got {args.repeats}")
         props, phase = zoo_probe(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch),
-                                 seed=args.seed)
-        cols = [c for c in ("property", "r2_test", "r2_train", "kendall_tau_test", "alpha",
-                            "n_train", "n_test", "note") if c in props]
+                                 seed=args.seed, repeats=args.repeats)
+        shown = (*PROBE_CSV_COLUMNS, "beats_hparams", "note") if args.repeats > 1 else \
+            ("property", "r2_test", "r2_train", "kendall_tau_test", "alpha", "n_train", "n_test", "note")
+        cols = [c for c in shown if c in props]
+        csv_cols = [c for c in PROBE_CSV_COLUMNS if c in props] if args.repeats > 1 else cols
         if args.csv == "-":
-            props[cols].to_csv(sys.stdout, index=False)
+            props[csv_cols].to_csv(sys.stdout, index=False)
             return 0
         if args.csv:
             from phasezoo.store import atomic_write_bytes
 
-            atomic_write_bytes(Path(args.csv), props[cols].to_csv(index=False).encode())
+            atomic_write_bytes(Path(args.csv), props[csv_cols].to_csv(index=False).encode())
         import pandas as pd
 
         with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
-            print(f"{spec.name}/{args.profile}: linear probe on weight statistics, R² on held-out grid cells")
+            split = (f"mean and 90% interval over {args.repeats} random splits, beside the "
+                     "hyper-parameter baseline" if args.repeats > 1 else f"split seed {args.seed}")
+            print(f"{spec.name}/{args.profile}: linear probe on weight statistics, R² on held-out grid cells "
+                  f"({split})")
             print(props[cols].to_string(index=False))
-        if "accuracy_test" in phase:
+        if "gain_ci" in phase:
+            print(f"phase label: accuracy {phase['accuracy_test']:.3f} [{phase['accuracy_ci'][0]:.3f}, "
+                  f"{phase['accuracy_ci'][1]:.3f}], majority baseline {phase['baseline_accuracy']:.3f}; "
+                  f"gain {phase['gain']:+.3f} [{phase['gain_ci'][0]:+.3f}, {phase['gain_ci'][1]:+.3f}] "
+                  f"over {phase['splits']} splits")
+        elif "accuracy_test" in phase:
             print(f"phase label: accuracy {phase['accuracy_test']:.3f} on {phase['n_test']} held-out "
                   f"members, majority baseline {phase['baseline_accuracy']:.3f} "
                   f"(majority class {phase['majority_class']})")

@@ -190,9 +190,20 @@ def classify_cell(train_loss: float, hessian_trace: float, mc: float, cka: float
     return "IV-B" if cka >= thresholds.cka else "IV-A"
 
 
-def _converged(row: Mapping[str, Any]) -> bool:
-    v = row.get("curve_converged", True)
+def _as_converged(v: Any) -> bool:
+    """A stored curve verdict as a bool: a missing one (no curve measured) counts as converged."""
     return True if is_missing(v) else bool(v)
+
+
+def _converged(row: Mapping[str, Any]) -> bool:
+    return _as_converged(row.get("curve_converged", True))
+
+
+def _converged_cells(cells: pd.DataFrame) -> pd.Series:
+    """:func:`_as_converged` of every row of a cell table (all True without the column)."""
+    if "curve_converged" not in cells:
+        return pd.Series(True, index=cells.index)
+    return cells["curve_converged"].map(_as_converged)
 
 
 def classify_cells(cells: pd.DataFrame, thresholds: PhaseThresholds) -> pd.Series:
@@ -344,10 +355,8 @@ def _calibrate_cka(local: pd.DataFrame, coords: pd.DataFrame, pairs: pd.DataFram
     mc_col = partial.mc_column
     iv = pd.Series(False, index=local.index)
     if {"train_loss", "hessian_trace", mc_col} <= set(local):
-        converged = local["curve_converged"].map(lambda v: True if is_missing(v) else bool(v)) \
-            if "curve_converged" in local else True
         iv = ((local["train_loss"] < partial.train_loss) & (local["hessian_trace"] < partial.hessian_trace)
-              & (local[mc_col].abs() <= partial.mc) & converged)
+              & (local[mc_col].abs() <= partial.mc) & _converged_cells(local))
     cka = local.loc[iv, "cka"].dropna() if "cka" in local else pd.Series(dtype=float)
     inputs = {"phase_iv_cells": int(len(cka)), "all_cells_otsu": all_cut}
     cut = otsu_threshold(cka)
@@ -482,8 +491,7 @@ class PhaseMap:
         if not len(c) or t.mc_column not in c:
             return pd.DataFrame(columns=["phase", "cells", "confident", "evidence"])
         rugged = (c["train_loss"] >= t.train_loss) | (c["hessian_trace"] >= t.hessian_trace)
-        conv = c["curve_converged"].map(lambda v: True if is_missing(v) else bool(v)) \
-            if "curve_converged" in c else pd.Series(True, index=c.index)
+        conv = _converged_cells(c)
         mc, tau = c[t.mc_column], t.mc
         rows = []
         for phase in PHASES:

@@ -435,15 +435,17 @@ def repeated_probe(features: pd.DataFrame, table: pd.DataFrame, properties: Sequ
     side in the first split."""
     t = _with_derived(table, group_col, member_col)
     hp = hparam_features(t, load, temperature)
+    # one table per split and side, every property at once (the table is derived once, above)
+    splits = [tuple(probe_properties(f, t, properties, group_col, member_col=member_col,
+                                     **{**fit_kwargs, "seed": k}) for f in (features, hp))
+              for k in range(repeats)]
     rows = []
     for prop in properties:
         row: dict[str, Any] = {"property": prop, "note": ""}
         r2, r2h, tau, better = [], [], [], []
         n_train = n_test = math.nan
-        for k in range(repeats):
-            kw = {**fit_kwargs, "seed": k}
-            a = probe_properties(features, t, (prop,), group_col, member_col=member_col, **kw).iloc[0]
-            b = probe_properties(hp, t, (prop,), group_col, member_col=member_col, **kw).iloc[0]
+        for k, (weights, hparams) in enumerate(splits):
+            a, b = weights.loc[prop], hparams.loc[prop]
             if a["note"]:
                 row["note"] = a["note"]
                 break

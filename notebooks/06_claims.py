@@ -31,12 +31,16 @@ claims_matrix(results)
 
 # %% [markdown]
 # ## The rules
+#
+# Each rule: the paper's statement in our words, where the paper makes it (section and the
+# figures that show it), and how the rule turns it into a signed margin.
 
 # %%
-display(Markdown("\n".join(f"- **{c.statement}** (§{c.section}) {inspect.getdoc(c.check)}" for c in CLAIMS)))
+display(Markdown("\n".join(f"- **{c.statement}** (§{c.section}; {c.figures}) {inspect.getdoc(c.check)}"
+                            for c in CLAIMS)))
 
 # %% [markdown]
 # ## The evidence
 
 # %%
-results[["section", "claim", "zoo", "status", "margin", "ci_low", "ci_high", "evidence"]].round(4)
+results[["section", "figures", "claim", "zoo", "status", "margin", "ci_low", "ci_high", "evidence"]].round(4)

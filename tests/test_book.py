@@ -284,11 +284,14 @@ def test_pruning_is_judged_on_retention_not_on_the_score_after_pruning():
     phases = ["II"] * 4 + ["IV-B"] * 5
     err = [0.40] * 4 + [0.05] * 5
     cells = _cells(phases, err, **{"prune_acc_0.9": [0.55] * 4 + [0.65] * 5,
-                                   "prune_ft_acc_0.9": [0.58] * 4 + [0.90] * 5})
+                                   "prune_ft_acc_0.9": [0.58] * 4 + [0.90] * 5,
+                                   "prune_noemb_acc_0.9": [0.57] * 4 + [0.76] * 5})
     v = pruning_phase_iv(cells, CTX)
     assert v.status == NOT_REPRODUCED
     assert v.margin == pytest.approx(0.65 / 0.95 - 0.55 / 0.60)
-    assert "ft 0.9: IV" in v.evidence  # the fine-tuned retention is reported beside it
+    # the fine-tuned retention, and the one without embeddings, are reported beside it
+    assert "0.9 fine-tuned: IV 0.947 vs I–III 0.967" in v.evidence
+    assert "0.9 without embeddings: IV 0.8 vs I–III 0.95" in v.evidence
     kept = cells.assign(**{"prune_acc_0.9": [0.30] * 4 + [0.90] * 5})
     assert pruning_phase_iv(kept, CTX).status == REPRODUCED
 

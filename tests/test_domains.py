@@ -194,7 +194,6 @@ metrics:
   mode_connectivity: {epochs: 1, lr: 0.001, batch_size: 128}
 downstream:
   prune: {sparsities: [0.5], finetune_epochs: 1, batch_size: 128}
-  wise_ft: {k: 2}
   finetune: {epochs: 1}
 """
 TINY_DOMAIN_SPECS = {
@@ -239,9 +238,12 @@ def test_metrics_and_downstream_run_for_every_domain(tmp_path, arch):
     run_downstream(spec, "smoke", root, device="cpu")
     df = zoo_table(spec, "smoke", root)
     cols = ["hessian_top_eig", "hessian_trace", "cka", "mc_error", "mc_loss", "prune_acc_0.5",
-            "prune_ft_acc_0.5", "wise_ft_gain", "ensemble_acc", "rebasin_gain", "naive_avg_gain"]
+            "prune_ft_acc_0.5", "wise_ft_gain", "wise_ft_alpha", "ensemble_acc", "rebasin_gain", "naive_avg_gain"]
+    if arch == "gpt":  # pruning with and without the (tied) embeddings
+        cols += ["prune_noemb_acc_0.5", "prune_noemb_ft_acc_0.5"]
     assert (df["status"] == "done").all()
     values = df[cols].astype(float)
     assert values.notna().all().all() and torch.isfinite(torch.tensor(values.to_numpy())).all()
     assert ((df["cka"] >= -1e-6) & (df["cka"] <= 1 + 1e-6)).all()
     assert ("finetune_full_acc" in df) == (arch == "vit")  # transfer: image zoos only
+    assert ("prune_noemb_acc_0.5" in df) == (arch == "gpt")  # only the GPT has embedding tables

@@ -12,7 +12,7 @@ from phasezoo.data import load_dataset
 from phasezoo.downstream import (
     average_state_dicts, averaging_gain, ensemble_accuracy, ensemble_logits, finetune_model,
     magnitude_prune, permute, prunable_weights, prune_and_finetune, random_permutations,
-    rebasin_average, sparsity_of, target_task, wise_ft_average,
+    rebasin_average, sparsity_of, target_task,
 )
 from phasezoo.landscape.curves import recompute_bn_statistics
 from phasezoo.models import build_model
@@ -86,6 +86,33 @@ def test_magnitude_prune_breaks_ties_deterministically():
     assert sum(int((~m).sum()) for m in masks.values()) == round(0.5 * total)
     _, masks2 = magnitude_prune(model, 0.5)
     assert all(torch.equal(masks[k], masks2[k]) for k in masks)
+
+
+def test_gpt_pruning_includes_the_tied_embedding_or_leaves_it_out():
+    from phasezoo.downstream import has_embeddings
+    from phasezoo.models.gpt import GPT
+
+    torch.manual_seed(0)
+    gpt = GPT(width=16, vocab_size=256, block_size=64, depth=2, heads=2, mlp_ratio=4.0).eval()
+    assert has_embeddings(gpt) and not has_embeddings(make(0))
+    every = prunable_weights(gpt)
+    assert {"wte.weight", "wpe.weight"} <= set(every)
+    assert set(prunable_weights(gpt, embeddings=False)) == set(every) - {"wte.weight", "wpe.weight"}
+    # the embeddings are 5,120 of the 11,264 matrix entries of this small GPT
+    assert sum(w.numel() for w in every.values()) == 11264
+    assert every["wte.weight"].numel() + every["wpe.weight"].numel() == 5120
+    pruned, masks = magnitude_prune(gpt, 0.9)
+    assert sparsity_of(pruned) == pytest.approx(0.9, abs=1e-4)
+    # the head is tied to the token embedding: pruning one prunes the other (same tensor)
+    idx = torch.randint(0, 256, (2, 8))
+    h = pruned.features(idx)
+    assert torch.equal(pruned.lm_head(h), h @ pruned.wte.weight.T)
+    assert int((pruned.wte.weight == 0).sum()) == int((~masks["wte.weight"]).sum()) > 0
+    # without embeddings the tables are untouched and the rest is pruned to the same sparsity
+    kept, masks2 = magnitude_prune(gpt, 0.9, embeddings=False)
+    assert "wte.weight" not in masks2 and torch.equal(kept.wte.weight, gpt.wte.weight)
+    assert sparsity_of(kept, embeddings=False) == pytest.approx(0.9, abs=1e-4)
+    assert sparsity_of(kept) < 0.9 * 6144 / 11264 + 1e-3
 
 
 def test_prune_and_finetune_keeps_exact_sparsity(digits):
@@ -164,35 +191,105 @@ def member_dir(tmp_path_factory):
     return tmp / "zoos" / "tiny-digits" / "smoke" / "w0001_b0256_s0"
 
 
-def test_wise_ft_average(member_dir, digits):
-    store = MemberStore(member_dir)
-    epochs = store.checkpoint_epochs()
-    assert len(epochs) >= 2
-    x = digits.train_x
-    # k = 1: the last checkpoint itself; only the BN running statistics change (recomputed)
-    m1 = wise_ft_average(member_dir, 1, x)
-    assert m1.averaging_info == {"k_requested": 1, "k_used": 1, "epochs": epochs[-1:]}
-    last, _ = load_member(member_dir, epochs[-1])
-    ref = copy.deepcopy(last)
+def _linear_problem(n: int = 400, seed: int = 0):
+    """Separable 3-class data labelled by ``argmax(x W*ᵀ)`` and the bias-free linear model."""
+    g = torch.Generator().manual_seed(seed)
+    w_star = torch.randn(3, 5, generator=g)
+    x = torch.randn(n, 5, generator=g)
+    y = (x @ w_star.T).argmax(1)
+    return w_star, (x[: n // 2], y[: n // 2]), (x[n // 2:], y[n // 2:])
+
+
+def _linear(w: torch.Tensor) -> nn.Module:
+    m = nn.Linear(5, 3, bias=False)
+    with torch.no_grad():
+        m.weight.copy_(w)
+    return m.eval()
+
+
+def test_wise_ft_curve_chooses_alpha_on_the_train_loss():
+    from phasezoo.downstream import WISE_FT_ALPHAS, wise_ft_curve
+    from phasezoo.tasks import ClassificationTask
+
+    w_star, train, test = _linear_problem()
+    task = ClassificationTask()
+    # θ_early = 10 W* (near-zero loss), θ_final = −W* (every label wrong): along
+    # θ(α) = (10 − 11α) W* the train loss is lowest at α = 0, so Wise-FT picks the early model
+    out = wise_ft_curve(_linear(-w_star), {"weight": 10 * w_star}, task, train, test, train[0])
+    assert out["alphas"] == list(WISE_FT_ALPHAS) and len(out["test_acc"]) == 11
+    assert out["best_alpha"] == 0.0
+    assert out["final_acc"] == pytest.approx(0.0) and out["acc"] == pytest.approx(1.0)
+    assert out["gain"] == pytest.approx(1.0)
+    # the curve is the interpolation: at α = 10/11 the weights vanish (chance); at α = 0.5 the
+    # model is 4.5 W*, which classifies like W*
+    assert out["test_acc"][5] == pytest.approx(1.0)
+    assert out["train_loss"] == sorted(out["train_loss"][:10]) + out["train_loss"][10:]
+    # the reverse: the final model is the good one, α* = 1 and the gain is exactly 0 (θ(1) is the
+    # final model itself, not a re-evaluated copy)
+    back = wise_ft_curve(_linear(10 * w_star), {"weight": -w_star}, task, train, test, train[0])
+    assert back["best_alpha"] == 1.0 and back["gain"] == 0.0
+    # equal end points: every α ties, and ties go to the final model
+    same = wise_ft_curve(_linear(w_star), {"weight": w_star.clone()}, task, train, test, train[0])
+    assert same["best_alpha"] == 1.0 and same["gain"] == 0.0
+    assert max(same["train_loss"]) - min(same["train_loss"]) < 1e-6
+
+
+def test_wise_ft_curve_picks_the_midpoint_when_training_is_noisy():
+    """Two end points on either side of a good model (noise ± ε): the midpoint is best on train,
+    and the gain is its test score minus the final model's."""
+    from phasezoo.downstream import wise_ft_curve
+    from phasezoo.tasks import ClassificationTask
+
+    w_star, train, test = _linear_problem(seed=1)
+    noise = 3.0 * torch.randn(3, 5, generator=torch.Generator().manual_seed(7))
+    out = wise_ft_curve(_linear(3 * w_star + noise), {"weight": 3 * w_star - noise}, ClassificationTask(),
+                        train, test, train[0])
+    assert 0.3 <= out["best_alpha"] <= 0.7
+    assert out["gain"] == pytest.approx(out["test_acc"][out["alphas"].index(out["best_alpha"])] - out["final_acc"])
+    assert out["gain"] > 0
+
+
+def test_wise_ft_curve_recomputes_batchnorm_between_the_end_points(digits):
+    from phasezoo.downstream import wise_ft_curve
+    from phasezoo.tasks import ClassificationTask, score
+
+    final, early = make(0), make(1)
+    x, y = digits.train_x[:256], digits.train_y[:256]
+    test = (digits.test_x[:128], digits.test_y[:128])
+    out = wise_ft_curve(final, _state(early), ClassificationTask(), (x, y), test, x, alphas=(0.0, 0.5, 1.0))
+    # α = 1 is the final model as stored (its own BN statistics)
+    assert out["test_acc"][2] == score(ClassificationTask(), final, *test)
+    # α = 0 is the early weights with BN statistics recomputed on x
+    ref = copy.deepcopy(early)
     recompute_bn_statistics(ref, x)
-    for k, v in last.state_dict().items():
-        got = m1.state_dict()[k]
-        if "running_" in k:
-            assert torch.allclose(got, ref.state_dict()[k], atol=1e-6), k
-        elif k.endswith("num_batches_tracked"):
-            continue
-        else:
-            assert torch.equal(got, v), k
-    assert any(not torch.allclose(m1.state_dict()[k], v) for k, v in last.state_dict().items()
-               if "running_" in k)
-    # k = 2: the mean of the last two checkpoints
-    m2 = wise_ft_average(member_dir, 2, x)
-    sa, sb = store.load_checkpoint(epochs[-2])[1], store.load_checkpoint(epochs[-1])[1]
-    assert torch.allclose(m2.state_dict()["conv1.weight"], (sa["conv1.weight"] + sb["conv1.weight"]) / 2)
-    # k larger than available: all checkpoints, recorded
-    mall = wise_ft_average(member_dir, 100, x)
-    assert mall.averaging_info["k_used"] == len(epochs) and mall.averaging_info["epochs"] == epochs
-    assert not mall.training
+    assert out["test_acc"][0] == pytest.approx(score(ClassificationTask(), ref.eval(), *test), abs=1 / 128)
+    with pytest.raises(ValueError, match="include 1"):
+        wise_ft_curve(final, _state(early), ClassificationTask(), (x, y), test, x, alphas=(0.0, 0.5))
+
+
+def test_wise_ft_of_a_member_uses_its_early_checkpoint(member_dir, digits):
+    from phasezoo.downstream.runner import _wise_ft
+    from phasezoo.spec import WISE_FT_EARLY_FRACTION
+    from phasezoo.tasks import score, task_for
+
+    store = MemberStore(member_dir)
+    assert store.checkpoint_epochs() == [0, 2, 3]  # every 2 of 3 epochs: 2 = round(0.5 · 3) anyway
+    model, config = load_member(member_dir, 3)
+    task = task_for(config)
+    out = _wise_ft(str(member_dir), config, model, task, digits)
+    assert (out["early_fraction"], out["early_epoch"], out["final_epoch"]) == (WISE_FT_EARLY_FRACTION, 2, 3)
+    assert out["final_acc"] == score(task, model, digits.test_x, digits.test_y)
+    assert 0.0 <= out["best_alpha"] <= 1.0 and len(out["train_loss"]) == 11
+    # a one-epoch run has no early checkpoint (epoch 0 is the initialisation): skipped, with why
+    short = _wise_ft(str(member_dir), {**config, "epochs": 1}, model, task, digits)
+    assert short["early_epoch"] is None and "initialisation" in short["skipped"]
+    # a checkpoint that a zoo trained with another schedule did not store: skipped, with why
+    (store.checkpoints_dir / "epoch_0002.safetensors").rename(store.checkpoints_dir / "hidden")
+    try:
+        missing = _wise_ft(str(member_dir), config, model, task, digits)
+    finally:
+        (store.checkpoints_dir / "hidden").rename(store.checkpoints_dir / "epoch_0002.safetensors")
+    assert "epoch 2 was not stored (stored: 0, 3)" == missing["skipped"]
 
 
 def test_rebasin_average_of_a_permuted_copy_is_the_model(digits):

@@ -130,7 +130,7 @@ def test_downstream_runs_resumably_and_fills_the_table(trained):
 
     spec, root, _ = trained
     settings = {"prune": {"sparsities": [0.5, 0.9], "finetune_epochs": 1, "lr": 0.01, "batch_size": 256},
-                "wise_ft": {"k": 2}, "finetune": {"target": "digits-rot90", "epochs": 1, "batch_size": 256}}
+                "finetune": {"target": "digits-rot90", "epochs": 1, "batch_size": 256}}
     info = run_downstream(spec, "smoke", root, device="cpu", progress=False, settings=settings)
     assert info["tasks"] == 3  # two members, one cell
     assert run_downstream(spec, "smoke", root, device="cpu", progress=False, settings=settings)["tasks"] == 0

@@ -112,6 +112,37 @@ def test_checkpoint_epochs_always_include_first_and_last(tiny_spec):
     assert t.checkpoint_epochs == (0, 2, 3)
 
 
+def test_wise_ft_early_epoch_is_half_of_training_never_the_initialisation():
+    from phasezoo.spec import WISE_FT_EARLY_FRACTION, wise_ft_early_epoch
+
+    assert WISE_FT_EARLY_FRACTION == 0.5
+    assert [wise_ft_early_epoch(t) for t in (1, 2, 3, 4, 15, 40, 150)] == [None, 1, 2, 2, 8, 20, 75]
+
+
+@pytest.mark.parametrize("name", list_zoos())
+def test_every_zoo_stores_the_wise_ft_early_checkpoint(name):
+    """Wise-FT needs θ_early: every profile of every zoo keeps that epoch's weights (or trains a
+    single epoch, where there is none and Wise-FT is skipped with the reason)."""
+    from phasezoo.spec import wise_ft_early_epoch
+
+    spec = load_spec(name)
+    for pname, prof in spec.profiles.items():
+        t = prof.training
+        early = wise_ft_early_epoch(t.epochs)
+        assert early in t.checkpoint_epochs if early is not None else t.epochs == 1, (name, pname)
+
+
+def test_an_every_schedule_gains_the_wise_ft_epoch(tmp_path):
+    spec = load_spec(write_spec(tmp_path, TINY_SPEC.replace("epochs: 3", "epochs: 15").replace(
+        "checkpoints: {every: 2}", "checkpoints: {every: 5}")))
+    assert spec.profile("smoke").training.checkpoint_epochs == (0, 5, 8, 10, 15)
+
+
+def test_an_old_wise_ft_setting_is_refused(tmp_path):
+    with pytest.raises(SpecError, match="wise_ft"):
+        load_spec(write_spec(tmp_path, TINY_SPEC + "downstream: {wise_ft: {k: 3}}\n"))
+
+
 @pytest.mark.parametrize("section,message", [
     ("downstream: {finetune: {target: imagenet}}", "unknown value 'imagenet'"),
     ("downstream: {prune: {sparsities: [0.5, 1.5]}}", "numbers in (0, 1)"),

@@ -26,6 +26,7 @@ zoos trained without decay, which the paper does not publish either).
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,8 @@ class Claim:
     section: str
     statement: str
     check: Callable[[pd.DataFrame, ZooContext], Verdict]
+    #: the paper's figures that show what the statement describes
+    figures: str = ""
     #: a comparison of phase groups: its bootstrap also resamples the cells within each phase
     #: (rules that read grid positions keep the grid)
     by_phase: bool = False
@@ -269,13 +272,26 @@ def finetune_phase_iv(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     return _best_against_best_other(cells, "finetune_full_acc", "IV-B", higher_better=True)
 
 
+#: the pruning columns of a zoo table (phasezoo.downstream.runner.downstream_columns):
+#: embeddings left out (``noemb``, models with embedding tables), fine-tuned (``ft``), sparsity
+_PRUNE_COLUMN = re.compile(r"prune_(noemb_)?(ft_)?acc_([0-9.]+)")
+
+
+def _prune_label(column: str) -> str:
+    """``prune_noemb_ft_acc_0.9`` -> ``0.9 fine-tuned, without embeddings``."""
+    noemb, ft, sparsity = _PRUNE_COLUMN.fullmatch(column).groups()
+    extra = [w for w, on in (("fine-tuned", ft), ("without embeddings", noemb)) if on]
+    return f"{sparsity} {', '.join(extra)}".strip()
+
+
 def pruning_phase_iv(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     """Pruning: phase-IV cells *retain* more of their score at high sparsity than the other
     phases. Retention = score after magnitude pruning / the unpruned score (1 − test error), so
     a phase that starts higher does not win by starting higher. Decided at sparsity
     :data:`PRUNE_SPARSITY` without fine-tuning (margin: IV's mean retention minus I–III's); the
-    evidence gives the retention at every stored sparsity, with and without the fine-tune."""
-    cols = sorted(c for c in cells.columns if c.startswith(("prune_acc_", "prune_ft_acc_")) and _has(cells, c))
+    evidence gives the retention at every stored sparsity, with and without the fine-tune (and,
+    for models with embedding tables, with the embeddings left out of the pruning)."""
+    cols = sorted(c for c in cells.columns if _PRUNE_COLUMN.fullmatch(c) and _has(cells, c))
     key = f"prune_acc_{PRUNE_SPARSITY:g}"
     if key not in cols:
         return Verdict(NOT_TESTABLE, f"no {key} in this zoo")
@@ -286,7 +302,7 @@ def pruning_phase_iv(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
     for c in cols:
         iv, _ = _group_mean(ret, c, WELL_TRAINED)
         rest, _ = _group_mean(ret, c, ("I", "II", "III"))
-        parts.append(f"{c.replace('prune_', '').replace('_acc_', ' ').replace('acc_', '')}: IV {_fmt(iv)} vs I–III {_fmt(rest)}")
+        parts.append(f"{_prune_label(c)}: IV {_fmt(iv)} vs I–III {_fmt(rest)}")
     v = _compare_groups(ret, key, WELL_TRAINED, ("I", "II", "III"), "IV", "I–III")
     if v.status == NOT_TESTABLE:
         return v
@@ -314,7 +330,9 @@ def ensemble_region_larger(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
 
 
 def wise_ft_high_temperature(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
-    """Wise-FT (averaging the last checkpoints) gains more in the rugged phases I/II than in IV."""
+    """Wise-FT gains more in the rugged phases I/II than in IV. The gain is a member's test score
+    at the α chosen on its train loss along ``θ(α) = (1 − α) θ_early + α θ_final`` (θ_early: the
+    checkpoint at half of training) minus the final model's; margin: I/II's mean gain minus IV's."""
     return _compare_groups(cells, "wise_ft_gain", ("I", "II"), WELL_TRAINED, "I/II", "IV")
 
 
@@ -325,30 +343,34 @@ def rebasin_connected(cells: pd.DataFrame, ctx: ZooContext) -> Verdict:
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("phases_emerge", "4.1", "Phases and phase transitions emerge in every zoo.", phases_emerge),
-    Claim("best_phase_is_ivb", "4.1", "Phase IV-B holds the best test performance.", best_phase_is_ivb, by_phase=True),
+    Claim("phases_emerge", "4.1", "Phases and phase transitions emerge in every zoo.", phases_emerge,
+          figures="Figures 4, 6–17"),
+    Claim("best_phase_is_ivb", "4.1", "Phase IV-B holds the best test performance.", best_phase_is_ivb,
+          figures="Figures 3, 6–17", by_phase=True),
     Claim("best_inside_low_loss", "4.1",
-          "The best test performance lies inside the low-train-loss region, which is larger.", best_inside_low_loss),
+          "The best test performance lies inside the low-train-loss region, which is larger.",
+          best_inside_low_loss, figures="Figures 4, 6–17"),
     Claim("metrics_track_test", "4.1",
           "Low Hessian trace, high CKA and mode connectivity near zero go with high test performance.",
-          metrics_track_test),
+          metrics_track_test, figures="Figures 3, 4"),
     Claim("pinn_good_is_sharp", "4.1", "In PINN zoos the well-performing cells have high Hessian traces.",
-          pinn_good_is_sharp),
+          pinn_good_is_sharp, figures="Figure 17"),
     Claim("transformer_corner", "4.1",
           "Transformers have a sharp transition at high temperature and low load; ResNets and PINNs do not.",
-          transformer_corner),
+          transformer_corner, figures="Figures 4, 8, 16"),
     Claim("finetune_phase_iv", "4.2", "Phase-IV models adapt better when fine-tuned to another task.",
-          finetune_phase_iv, by_phase=True),
+          finetune_phase_iv, figures="Figures 6, 12", by_phase=True),
     Claim("pruning_phase_iv", "4.2", "Phase-IV models keep their performance better under high sparsity.",
-          pruning_phase_iv, by_phase=True),
+          pruning_phase_iv, figures="Figure 5", by_phase=True),
     Claim("ensemble_connected", "4.2", "Ensembles gain more where the seeds' minima are well connected.",
-          ensemble_connected, by_phase=True),
+          ensemble_connected, figures="Figures 5, 8", by_phase=True),
     Claim("ensemble_region_larger", "4.2",
-          "The high-performance region of ensembles is larger than that of single models.", ensemble_region_larger),
+          "The high-performance region of ensembles is larger than that of single models.",
+          ensemble_region_larger, figures="Figure 5"),
     Claim("wise_ft_high_temperature", "4.2", "Wise-FT helps most in the rugged phases (I, II), little in IV.",
-          wise_ft_high_temperature, by_phase=True),
+          wise_ft_high_temperature, figures="Figures 6–15", by_phase=True),
     Claim("rebasin_connected", "4.2", "Re-basin averaging works where mode connectivity has no barrier.",
-          rebasin_connected, by_phase=True),
+          rebasin_connected, figures="Figures 6–15", by_phase=True),
 )
 
 
@@ -410,8 +432,8 @@ def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = 
     rows = []
     for claim in claims:
         v = claim.check(cells, ctx)
-        row = {"section": claim.section, "claim": claim.key, "statement": claim.statement,
-               "zoo": ctx.name, "status": v.status, "evidence": v.evidence, "margin": v.margin,
+        row = {"section": claim.section, "figures": claim.figures, "claim": claim.key,
+               "statement": claim.statement, "zoo": ctx.name, "status": v.status, "evidence": v.evidence, "margin": v.margin,
                "ci_low": math.nan, "ci_high": math.nan}
         if v.status != NOT_TESTABLE and grids[claim.by_phase]:
             ms = np.array([claim.check(g, ctx).margin for g in grids[claim.by_phase]], dtype=float)

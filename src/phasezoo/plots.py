@@ -393,3 +393,33 @@ def learning_curves(history: pd.DataFrame, load: str, temp: str,
     if title:
         fig.suptitle(title)
     return fig
+
+
+def wise_ft_plot(curves: pd.DataFrame, table: pd.DataFrame, *, title: str | None = None):
+    """Wise-FT curves by phase: the test score of ``θ(α) = (1 − α) θ_early + α θ_final`` minus
+    the final model's, against α, averaged over the members of each phase (``curves`` from
+    :func:`phasezoo.downstream.runner.wise_ft_curves`, phases from a ``zoo_table``), with the
+    members' mean chosen α (picked on the train loss) marked on each line. Members of no phase
+    are drawn as "unassigned"."""
+    import matplotlib.pyplot as plt
+
+    if curves.empty:
+        raise KeyError("no Wise-FT curves stored")
+    phase = table.set_index("member")["phase"].where(lambda p: p.notna(), UNASSIGNED)
+    df = curves.assign(phase=curves["member"].map(phase).fillna(UNASSIGNED))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
+    for label, colour in zip(LABELS, PHASE_COLORS[:-1] + ("#7f7f7f",)):
+        g = df[df["phase"] == label]
+        if g.empty:
+            continue
+        mean = g.groupby("alpha")["gain_vs_final"].mean()
+        n = g["member"].nunique()
+        ax.plot(mean.index, mean.values, color=colour, marker=".", label=f"{label} ({n} models)")
+        chosen = g.loc[g["chosen"], "alpha"].mean()
+        ax.axvline(chosen, color=colour, linestyle=":", linewidth=1)
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xlabel("α  (0: early checkpoint, 1: final model)")
+    ax.set_ylabel("test score − final model's")
+    ax.legend(fontsize="x-small")
+    ax.set_title(title or "Wise-FT along α (dotted: mean α chosen on train)")
+    return fig

@@ -114,8 +114,8 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
 
 
 #: the downstream columns of ``zoo_table`` (where computed), in the order the book shows them
-DOWNSTREAM_COLUMNS = ("prune_acc_0.5", "prune_acc_0.9", "prune_ft_acc_0.9", "wise_ft_gain",
-                      "ensemble_acc", "ensemble_gain", "rebasin_gain", "naive_avg_gain",
+DOWNSTREAM_COLUMNS = ("prune_acc_0.5", "prune_acc_0.9", "prune_ft_acc_0.9", "prune_noemb_acc_0.9",
+                      "prune_noemb_ft_acc_0.9", "wise_ft_gain", "wise_ft_alpha", "ensemble_acc", "ensemble_gain", "rebasin_gain", "naive_avg_gain",
                       "finetune_linear_acc", "finetune_full_acc")
 
 

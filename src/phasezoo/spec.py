@@ -36,7 +36,8 @@ batch size is at least 2, since BatchNorm cannot normalise a single sample)::
       epochs: 150
       init: kaiming_uniform
       augmentation: {random_crop: {padding: 4}, hflip: true, rotation: 20}
-      checkpoints: {every: 5}       # or {at: [0, 1, 2, 5, ...]}; 0 and the last epoch always
+      checkpoints: {every: 5}       # or {at: [0, 1, 2, 5, ...]}; 0, the last epoch and Wise-FT's
+                                    # early epoch (WISE_FT_EARLY_FRACTION of training) always
     metrics:                        # loss-landscape metric settings (defaults: METRIC_DEFAULTS)
       hessian: {num_batches: 10, batch_size: 64, seed: 0,
                 eig_method: lanczos, max_iter: 100, tol: 1.0e-3,      # eigenvalue: lanczos | power
@@ -47,7 +48,6 @@ batch size is at least 2, since BatchNorm cannot normalise a single sample)::
                           plateau_tol: 0.1, min_steps: 200}          # the convergence rule
     downstream:                     # downstream settings (defaults: DOWNSTREAM_DEFAULTS)
       prune: {sparsities: [0.5, 0.7, 0.9, 0.95, 0.99], finetune_epochs: 1, lr: 0.01, batch_size: 128}
-      wise_ft: {k: 3}
       finetune: {target: digits-rot90, epochs: 3, batch_size: 128}
     phases: {mc_metric: mc_error}   # optional fixed thresholds (train_loss, hessian_trace, mc,
                                     # cka) and mc_reference (chord | mean); unset: calibrated
@@ -104,11 +104,23 @@ DOWNSTREAM_DEFAULTS: dict[str, dict[str, Any]] = {
     # global magnitude pruning; short fine-tune with the mask re-applied after every step
     "prune": {"sparsities": [0.5, 0.7, 0.9, 0.95, 0.99], "finetune_epochs": 1, "lr": 0.01,
               "batch_size": 128},
-    # Wise-FT style uniform average of the last k checkpoints of a run
-    "wise_ft": {"k": 3},
     # transfer: linear probe and full fine-tuning on a target task (phasezoo.downstream.finetune)
     "finetune": {"target": "digits-rot90", "epochs": 3, "batch_size": 128},
 }
+#: Wise-FT's early end point θ_early, as a fraction of training, one value for every zoo: the
+#: checkpoint of epoch ``round(f · T)`` (halfway; never the initialisation), which every zoo
+#: stores (:func:`_checkpoint_epochs`; :mod:`phasezoo.downstream.average`)
+WISE_FT_EARLY_FRACTION = 0.5
+
+
+def wise_ft_early_epoch(epochs: int) -> int | None:
+    """Wise-FT's early epoch ``⌊f · T + ½⌋`` (``f`` = :data:`WISE_FT_EARLY_FRACTION`, ``T`` =
+    ``epochs``) when it lies in ``[1, T − 1]``; ``None`` for a run too short to have one (``T = 1``:
+    halfway is no stored epoch, and epoch 0 is the initialisation)."""
+    e = math.floor(WISE_FT_EARLY_FRACTION * epochs + 0.5)
+    return e if 1 <= e < epochs else None
+
+
 #: loss-landscape metric settings used where a spec gives none (DESIGN.md §3: PTMZ's choices)
 METRIC_DEFAULTS: dict[str, dict[str, Any]] = {
     # on PTMZ's 10 batches x 64 train samples; the top eigenvalue to tol 1e-3 in at most 100
@@ -607,7 +619,8 @@ def _phases(p: Mapping, where: str):
 
 
 def _checkpoint_epochs(c: Any, epochs: int, where: str) -> tuple[int, ...]:
-    """Epochs whose weights are kept; epoch 0 (initialisation) and the last are always kept."""
+    """Epochs whose weights are kept; epoch 0 (initialisation), the last and Wise-FT's early epoch
+    (:func:`wise_ft_early_epoch`) are always kept."""
     if not isinstance(c, Mapping) or len(c) != 1 or not set(c) <= {"every", "at"}:
         raise SpecError(f"{where}: training.checkpoints must be {{every: N}} or {{at: [epochs]}}")
     if "every" in c:
@@ -620,7 +633,8 @@ def _checkpoint_epochs(c: Any, epochs: int, where: str) -> tuple[int, ...]:
         if not isinstance(at, list) or not all(isinstance(e, int) and 0 <= e <= epochs for e in at):
             raise SpecError(f"{where}: training.checkpoints.at must list epochs in [0, {epochs}]")
         chosen = set(at)
-    return tuple(sorted(chosen | {0, epochs}))
+    early = wise_ft_early_epoch(epochs)
+    return tuple(sorted(chosen | {0, epochs} | ({early} if early is not None else set())))
 
 
 def _grid(g: Mapping, axes: Mapping[str, str], where: str) -> dict[str, tuple]:

@@ -1,10 +1,11 @@
-"""Weight averaging of zoo members (paper §4.2): Wise-FT-style checkpoint averaging within one run,
-and git re-basin averaging of two runs.
+"""Weight averaging of zoo members (paper §4.2): Wise-FT between two checkpoints of one run, and
+git re-basin averaging of two runs.
 
-* :func:`wise_ft_average` — a uniform average of the last ``k`` checkpoints of ONE training run,
-  ``θ̄ = (1/k) Σ_{j=T−k+1..T} θ_j`` (weight-space ensembling in the spirit of Wise-FT, Wortsman et
-  al. 2022, "Robust fine-tuning of zero-shot models", CVPR; there between the zero-shot and the
-  fine-tuned weights, here between checkpoints along one trajectory).
+* :func:`wise_ft_curve` — Wise-FT (Wortsman et al. 2022, "Robust fine-tuning of zero-shot
+  models", CVPR), the α-interpolation ``θ(α) = (1 − α) θ_early + α θ_final``. There θ_early is
+  the zero-shot model and θ_final its fine-tuned descendant; here both are checkpoints of one
+  trajectory: θ_early the one at :data:`phasezoo.spec.WISE_FT_EARLY_FRACTION` of training (half
+  way, never the initialisation), θ_final the trained model. α is chosen on the train split.
 * :func:`rebasin_average` — two independently trained runs: align ``θ_b`` to ``θ_a`` by weight
   matching (git re-basin, Ainsworth et al. 2022, :func:`phasezoo.downstream.rebasin.align`), then
   take the midpoint ``θ̄ = ½ θ_a + ½ π(θ_b)``.
@@ -18,13 +19,16 @@ The benefit of averaging is ``averaging_gain = acc(θ̄) − mean_i acc(θ_i)`` 
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["average_state_dicts", "averaging_gain", "rebasin_average", "wise_ft_average"]
+from phasezoo.landscape.curves import recompute_bn_statistics
+
+__all__ = ["WISE_FT_ALPHAS", "average_state_dicts", "averaging_gain", "rebasin_average", "wise_ft_curve"]
 
 
 def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]],
@@ -69,39 +73,60 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]],
     return out
 
 
-def wise_ft_average(member_dir: str | Path, k: int, x_bn: torch.Tensor, *,
-                    batch_size: int = 128) -> nn.Module:
-    """Uniform average of the last ``k`` stored checkpoints of one member, BN recomputed on ``x_bn``.
+#: Wise-FT's mixing coefficients α ∈ {0, 0.1, …, 1} (Wortsman et al. 2022 sweep the same grid)
+WISE_FT_ALPHAS = tuple(i / 10 for i in range(11))
 
-    The checkpoints are those listed by :meth:`phasezoo.store.MemberStore.checkpoint_epochs`
-    (whatever the zoo's checkpoint schedule stored, the epoch-0 initialisation included if
-    stored); if ``k`` exceeds their number, all are used. The weights are averaged by
-    :func:`average_state_dicts`, then the BatchNorm running statistics are recomputed from one
-    full pass over ``x_bn`` (moved to the model's device; :func:`recompute_bn_statistics`).
 
-    Returns the model in eval mode, on the CPU, with ``model.averaging_info = {"k_requested",
-    "k_used", "epochs"}`` recording which checkpoints entered the average.
+def wise_ft_curve(final: nn.Module, early_state: Mapping[str, torch.Tensor], task,
+                  train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                  x_bn: torch.Tensor, *, alphas: Sequence[float] = WISE_FT_ALPHAS,
+                  batch_size: int = 128) -> dict:
+    """Wise-FT (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models", Eq. 1) between two
+    checkpoints of ONE run: ``θ(α) = (1 − α) θ_early + α θ_final`` for each ``α`` in ``alphas``.
+
+    ``final`` is the trained model (θ_final, as trained, BatchNorm statistics included);
+    ``early_state`` the state dict of the early checkpoint (θ_early, an epoch part-way through
+    training, :func:`phasezoo.spec.wise_ft_early_epoch`). For ``α < 1`` the weights are mixed by
+    :func:`average_state_dicts` and the BatchNorm running statistics recomputed on ``x_bn``
+    (mixed statistics are not the mixed network's); ``θ(1)`` is the final model itself, so a
+    choice of ``α = 1`` gains exactly 0.
+
+    ``α*`` is chosen on the TRAIN split: the lowest train loss (the objective every task trains,
+    the PINNs' PDE loss included, so no exact solution enters the choice), ties and non-finite
+    losses going to the larger ``α``. The gain is ``score_test(θ(α*)) − score_test(θ_final)``,
+    score = ``1 − error`` (:func:`phasezoo.tasks.score`).
+
+    Returns ``{"alphas", "train_loss", "train_acc", "test_acc", "best_alpha", "acc", "final_acc",
+    "gain"}``: the curve over α (lists in the order of ``alphas``) and the choice.
     """
-    from phasezoo.landscape.curves import recompute_bn_statistics
-    from phasezoo.store import MemberStore
-    from phasezoo.zoo import load_member
+    alphas = [float(a) for a in alphas]
+    if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas) or 1.0 not in alphas:
+        raise ValueError(f"alphas must lie in [0, 1] and include 1, got {alphas}")
+    final_state = final.state_dict()
+    device = next(final.parameters()).device
+    curve: dict[str, list[float]] = {"train_loss": [], "train_acc": [], "test_acc": []}
+    model = copy.deepcopy(final)
+    for a in alphas:
+        if a == 1.0:
+            mixed = final
+        else:
+            model.load_state_dict(average_state_dicts([early_state, final_state], [1.0 - a, a]))
+            recompute_bn_statistics(model, x_bn.to(device), batch_size=batch_size)
+            mixed = model
+        mixed.eval()
+        tr = task.evaluate(mixed, *train, batch_size=batch_size)
+        curve["train_loss"].append(float(tr["loss"]))
+        curve["train_acc"].append(1.0 - float(tr["error"]))
+        curve["test_acc"].append(1.0 - float(task.evaluate(mixed, *test, batch_size=batch_size)["error"]))
 
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    store = MemberStore(Path(member_dir))
-    epochs = store.checkpoint_epochs()
-    if not epochs:
-        from phasezoo.errors import CorruptFileError
+    def key(i: int) -> tuple[float, float]:  # lowest finite loss, then the larger α
+        loss = curve["train_loss"][i]
+        return (loss if math.isfinite(loss) else math.inf, -alphas[i])
 
-        raise CorruptFileError(f"no checkpoint in {member_dir}")
-    chosen = epochs[-k:]
-    model, _ = load_member(member_dir, chosen[-1])
-    model.load_state_dict(average_state_dicts([store.load_checkpoint(e)[1] for e in chosen]))
-    recompute_bn_statistics(model, x_bn.to(next(model.parameters()).device), batch_size=batch_size)
-    model.eval()
-    model.averaging_info = {"k_requested": k, "k_used": len(chosen), "epochs": list(chosen)}
-    return model
+    best = min(range(len(alphas)), key=key)
+    final_acc = curve["test_acc"][alphas.index(1.0)]
+    return {"alphas": alphas, **curve, "best_alpha": alphas[best], "acc": curve["test_acc"][best],
+            "final_acc": final_acc, "gain": curve["test_acc"][best] - final_acc}
 
 
 def rebasin_average(model_a: nn.Module, model_b: nn.Module, x_bn: torch.Tensor, *,
@@ -114,7 +139,6 @@ def rebasin_average(model_a: nn.Module, model_b: nn.Module, x_bn: torch.Tensor, 
     is modified; returns a new model in eval mode.
     """
     from phasezoo.downstream.rebasin import align, interpolate
-    from phasezoo.landscape.curves import recompute_bn_statistics
 
     b_aligned = align(model_a, model_b, max_iter=max_iter, seed=seed)
     avg = interpolate(model_a, b_aligned, 0.5)

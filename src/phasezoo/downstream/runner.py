@@ -2,10 +2,14 @@
 
 Per member (done members, weights of the final epoch):
 
-* pruning — global magnitude pruning at each sparsity, test accuracy without and with a short
-  fine-tune (:mod:`.prune`);
-* Wise-FT — the uniform average of the member's last ``k`` checkpoints, BatchNorm recomputed;
-  its test accuracy minus the final model's (:mod:`.average`);
+* pruning — global magnitude pruning of every weight matrix (embeddings included: a GPT's token
+  embedding is its tied head) at each sparsity, test accuracy without and with a short
+  fine-tune, and for models with embeddings the same with the embeddings left out
+  (:mod:`.prune`);
+* Wise-FT — ``θ(α) = (1 − α) θ_early + α θ_final`` for α = 0, 0.1, …, 1 between the checkpoint
+  at half of training (:data:`phasezoo.spec.WISE_FT_EARLY_FRACTION`) and the final model,
+  BatchNorm recomputed; α chosen on the train loss; the test score at that α minus the final
+  model's, and the whole curve (:func:`.average.wise_ft_curve`);
 * fine-tuning — the target task's test accuracy after a linear probe on frozen features and
   after full fine-tuning (:mod:`.finetune`; image classification zoos only, as transfer to
   another image task has no counterpart for the language and PDE zoos).
@@ -46,9 +50,7 @@ from phasezoo.tasks import score  # 1 − error, stored under ``acc`` keys in ev
 
 def _member_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.data import load_dataset
-    from phasezoo.downstream.average import wise_ft_average
     from phasezoo.downstream.finetune import finetune
-    from phasezoo.downstream.prune import magnitude_prune, prune_and_finetune
     from phasezoo.zoo import load_member
 
     from phasezoo.tasks import task_for
@@ -61,18 +63,8 @@ def _member_task(args: tuple) -> tuple[str, str, dict]:
     data = load_dataset(config["dataset"], data_dir).to(device)
     test_x, test_y = eval_split(data, "test")
     base = score(task, model, test_x, test_y)
-    p = settings["prune"]
-    prune = {"settings": p, "base_acc": base, "acc": {}, "finetuned_acc": {}}
-    for s in p["sparsities"]:
-        pruned, _ = magnitude_prune(model, s)
-        prune["acc"][str(s)] = score(task, pruned, test_x, test_y)
-        tuned = prune_and_finetune(model, s, *eval_split(data, "train"), epochs=p["finetune_epochs"],
-                                   lr=p["lr"], batch_size=p["batch_size"], seed=config["seed"], task=task)
-        prune["finetuned_acc"][str(s)] = score(task, tuned, test_x, test_y)
-    w = settings["wise_ft"]
-    averaged = wise_ft_average(member_dir, w["k"], data.train_x).to(device)
-    wacc = score(task, averaged, test_x, test_y)
-    wise = {"settings": w, "acc": wacc, "final_acc": base, "gain": wacc - base}
+    prune = _prune(model, config, task, data, settings["prune"], test_x, test_y, base)
+    wise = _wise_ft(member_dir, config, model, task, data)
     out = {"prune": prune, "wise_ft": wise}
     if task.name == "classification":
         f = settings["finetune"]
@@ -87,6 +79,59 @@ def _member_task(args: tuple) -> tuple[str, str, dict]:
             for mode in ("linear", "full")})
     # transfer to another image task has no counterpart for the language and PDE zoos
     return "member", str(member_dir), out
+
+
+def _prune(model, config: dict, task, data, p: dict, test_x, test_y, base: float) -> dict:
+    """Global magnitude pruning at each sparsity, scored as is and after the short fine-tune.
+
+    ``acc`` / ``finetuned_acc`` prune every weight matrix, embeddings included (a GPT's token
+    embedding is its tied output head); for models with embedding tables the same without them
+    go to ``acc_without_embeddings`` / ``finetuned_acc_without_embeddings``
+    (:mod:`phasezoo.downstream.prune`). ``prunable`` counts the entries each variant ranks."""
+    from phasezoo.downstream.prune import has_embeddings, magnitude_prune, prunable_weights, prune_and_finetune
+    from phasezoo.train import eval_split
+
+    variants = {"": True, "_without_embeddings": False} if has_embeddings(model) else {"": True}
+    out: dict[str, Any] = {"settings": p, "base_acc": base, "prunable": {}}
+    train_x, train_y = eval_split(data, "train")
+    for suffix, emb in variants.items():
+        out["prunable"]["all" if emb else "without_embeddings"] = sum(
+            w.numel() for w in prunable_weights(model, embeddings=emb).values())
+        acc, tuned_acc = out.setdefault(f"acc{suffix}", {}), out.setdefault(f"finetuned_acc{suffix}", {})
+        for s in p["sparsities"]:
+            pruned, _ = magnitude_prune(model, s, embeddings=emb)
+            acc[str(s)] = score(task, pruned, test_x, test_y)
+            tuned = prune_and_finetune(model, s, train_x, train_y, epochs=p["finetune_epochs"], lr=p["lr"],
+                                       batch_size=p["batch_size"], seed=config["seed"], task=task, embeddings=emb)
+            tuned_acc[str(s)] = score(task, tuned, test_x, test_y)
+    return out
+
+
+def _wise_ft(member_dir: str, config: dict, model, task, data) -> dict:
+    """Wise-FT of one member between its early checkpoint and its final model
+    (:func:`phasezoo.downstream.average.wise_ft_curve`), or ``{"skipped": reason}`` where the run
+    has no early epoch (one epoch of training) or its checkpoint was not stored (a zoo trained
+    with another checkpoint schedule)."""
+    from phasezoo.downstream.average import wise_ft_curve
+    from phasezoo.spec import WISE_FT_EARLY_FRACTION, wise_ft_early_epoch
+    from phasezoo.store import MemberStore
+    from phasezoo.train import eval_split
+
+    epochs = int(config["epochs"])
+    early = wise_ft_early_epoch(epochs)
+    head = {"early_fraction": WISE_FT_EARLY_FRACTION, "early_epoch": early, "final_epoch": epochs}
+    if early is None:
+        return {**head, "skipped": f"{epochs} epoch(s) of training have no checkpoint at "
+                                   f"{WISE_FT_EARLY_FRACTION:g} of training other than the initialisation"}
+    store = MemberStore(Path(member_dir))
+    if early not in store.checkpoint_epochs():
+        return {**head, "skipped": f"epoch {early} was not stored (stored: "
+                                   f"{', '.join(map(str, store.checkpoint_epochs()))})"}
+    _, early_state = store.load_checkpoint(early)
+    device = next(model.parameters()).device
+    early_state = {k: v.to(device) for k, v in early_state.items()}
+    return {**head, **wise_ft_curve(model, early_state, task, eval_split(data, "train"),
+                                    eval_split(data, "test"), data.train_x)}
 
 
 def _cell_task(args: tuple) -> tuple[str, str, dict]:
@@ -190,7 +235,9 @@ def _read(path: Path) -> dict:
 
 def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFrame:
     """Add the downstream columns (NaN where not run) to a member table:
-    ``prune_acc_<s>``, ``prune_ft_acc_<s>``, ``wise_ft_gain``, ``finetune_linear_acc``,
+    ``prune_acc_<s>``, ``prune_ft_acc_<s>`` (embeddings pruned too), ``prune_noemb_acc_<s>``,
+    ``prune_noemb_ft_acc_<s>`` (models with embeddings: without them), ``wise_ft_gain``,
+    ``wise_ft_alpha``, ``finetune_linear_acc``,
     ``finetune_full_acc`` per member; ``ensemble_acc``, ``ensemble_gain``, ``rebasin_gain``,
     ``naive_avg_gain`` per cell (means over the cell's seed pairs)."""
     store = ZooStore(root, spec.name, profile)
@@ -205,7 +252,13 @@ def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str 
                 row[f"prune_acc_{s}"] = v
             for s, v in rec["prune"]["finetuned_acc"].items():
                 row[f"prune_ft_acc_{s}"] = v
-            row["wise_ft_gain"] = rec["wise_ft"]["gain"]
+            for s, v in rec["prune"].get("acc_without_embeddings", {}).items():  # models with embeddings
+                row[f"prune_noemb_acc_{s}"] = v
+            for s, v in rec["prune"].get("finetuned_acc_without_embeddings", {}).items():
+                row[f"prune_noemb_ft_acc_{s}"] = v
+            if "gain" in rec["wise_ft"]:  # absent where skipped (no early checkpoint)
+                row["wise_ft_gain"] = rec["wise_ft"]["gain"]
+                row["wise_ft_alpha"] = rec["wise_ft"]["best_alpha"]
             if "finetune" in rec:  # vision zoos only
                 row["finetune_linear_acc"] = rec["finetune"]["linear"]["target_test_acc"]
                 row["finetune_full_acc"] = rec["finetune"]["full"]["target_test_acc"]
@@ -220,4 +273,24 @@ def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str 
     return pd.concat([df, extra], axis=1) if len(extra.columns) else df
 
 
-__all__ = ["run_downstream", "downstream_columns"]
+def wise_ft_curves(spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFrame:
+    """The stored Wise-FT curves of a zoo's members, one row per member and α: ``member``,
+    ``alpha``, ``train_loss``, ``train_acc``, ``test_acc``, ``gain_vs_final`` (test score minus
+    the final model's), ``chosen`` (the α picked on the train loss). Members without a curve
+    (not run, or skipped: no early checkpoint) are absent."""
+    store = ZooStore(root, spec.name, profile)
+    key = str(spec.profile(profile).training.epochs)
+    rows = []
+    for m in spec.members(profile):
+        w = _read(store.member(m.member).dir / "downstream.json").get(key, {}).get("wise_ft", {})
+        if "alphas" not in w:
+            continue
+        for i, a in enumerate(w["alphas"]):
+            rows.append({"member": m.member, "alpha": a, "train_loss": w["train_loss"][i],
+                         "train_acc": w["train_acc"][i], "test_acc": w["test_acc"][i],
+                         "gain_vs_final": w["test_acc"][i] - w["final_acc"], "chosen": a == w["best_alpha"]})
+    return pd.DataFrame(rows, columns=["member", "alpha", "train_loss", "train_acc", "test_acc",
+                                       "gain_vs_final", "chosen"])
+
+
+__all__ = ["run_downstream", "downstream_columns", "wise_ft_curves"]

@@ -323,3 +323,114 @@ def test_verdicts_get_a_bootstrap_interval_and_can_be_inconclusive():
     none = check_cells(cells[cells.phase != "IV-B"], CTX, only, _members_for(cells, 0.01), draws=20).iloc[0]
     assert none["status"] == NOT_TESTABLE and np.isnan(none["ci_low"])
     assert check_cells(cells, CTX, only).iloc[0]["status"] == REPRODUCED
+
+
+# ------------------------------------------------------------------------------------------
+# every rule: reproduced, not reproduced, and inconclusive when the seeds cannot tell
+
+
+def _noisy_members(cells, spread, columns, seed=0, n=3):
+    """``n`` members a cell, each of ``columns`` the cell's value plus N(0, spread²) noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _, c in cells.iterrows():
+        for s in range(n):
+            rows.append({"load": c["load"], "temp": c["temp"], "seed": s,
+                         **{k: c[k] + rng.normal(0, spread) for k in columns}})
+    return pd.DataFrame(rows)
+
+
+def _status(cells, ctx, key, members=None, draws=200):
+    rule = [c for c in CLAIMS if c.key == key]
+    return check_cells(cells, ctx, rule, members, draws=draws).iloc[0]
+
+
+PINN_CTX = ZooContext("p", "pde_convection", "pinn", "load", "temp", PhaseThresholds(),
+                      load_direction="increasing", temperature_direction="increasing")
+PHASES9 = ["I", "I", "II", "II", "III", "IV-A", "IV-B", "IV-B", "IV-A"]
+
+
+def test_pinn_good_is_sharp_reads_the_sign_of_the_trace_correlation():
+    err = np.linspace(0.1, 0.9, 9)
+    sharp_good = _cells(PHASES9, err, hessian_trace=100 - 100 * err)
+    assert _status(sharp_good, PINN_CTX, "pinn_good_is_sharp")["status"] == REPRODUCED
+    assert _status(sharp_good.assign(hessian_trace=100 * err), PINN_CTX, "pinn_good_is_sharp")["status"] == NOT_REPRODUCED
+    assert _status(sharp_good, CTX, "pinn_good_is_sharp")["status"] == NOT_TESTABLE  # not a PINN zoo
+    # seeds scattered far more than the cells differ: the correlation's sign is unknown
+    flat = sharp_good.assign(test_error=0.5 + 0.001 * np.arange(9))
+    row = _status(flat, PINN_CTX, "pinn_good_is_sharp", _noisy_members(flat, 0.3, ["test_error"]))
+    assert row["status"] == INCONCLUSIVE and row["ci_low"] < 0 < row["ci_high"]
+
+
+def test_ensemble_region_larger_counts_cells_at_the_best_quarters_score():
+    err = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.1, 0.12, 0.3])
+    cells = _cells(PHASES9, err)
+    # q = mean score of the best quarter (0.9, 0.88, 0.7: 0.827); ensembles lift 5 cells above it
+    lifted = cells.assign(ensemble_acc=np.where(err <= 0.5, 0.95, 1 - err))
+    v = _status(lifted, CTX, "ensemble_region_larger")
+    assert v["status"] == REPRODUCED and v["margin"] == 3.0
+    same = cells.assign(ensemble_acc=1 - err - 0.01)
+    assert _status(same, CTX, "ensemble_region_larger")["status"] == NOT_REPRODUCED
+    assert _status(cells, CTX, "ensemble_region_larger")["status"] == NOT_TESTABLE
+    # ensembles just at the single models' level, seeds that scatter: inconclusive
+    tied = cells.assign(ensemble_acc=1 - err)
+    row = _status(tied, CTX, "ensemble_region_larger", _noisy_members(tied, 0.2, ["test_error"]))
+    assert row["status"] == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("key,column,better,worse", [
+    ("wise_ft_high_temperature", "wise_ft_gain", ("I", "II"), ("IV-A", "IV-B")),
+    ("rebasin_connected", "rebasin_gain", ("II", "IV-A", "IV-B"), ("I", "III")),
+    ("ensemble_connected", "ensemble_gain", ("II", "IV-A", "IV-B"), ("I", "III")),
+])
+def test_group_comparisons_decide_on_the_gap_and_its_interval(key, column, better, worse):
+    gains = np.array([0.05 if p in better else 0.0 if p in worse else np.nan for p in PHASES9])
+    cells = _cells(PHASES9, 0.3, **{column: gains})
+    members = _noisy_members(cells, 0.002, [column, "test_error"])
+    row = _status(cells, CTX, key, members)
+    assert row["status"] == REPRODUCED and row["margin"] == pytest.approx(0.05) and row["ci_low"] > 0
+    flipped = cells.assign(**{column: -gains})
+    assert _status(flipped, CTX, key, _noisy_members(flipped, 0.002, [column]))["status"] == NOT_REPRODUCED
+    # the gap is small against the spread between a group's cells (resampled within phases)
+    # and, for a member-level gain, between seeds: inconclusive
+    spread = cells.assign(**{column: np.where(np.isnan(gains), np.nan,
+                                              0.005 + np.array([0.3, -0.3, 0.25, -0.25, 0.2, -0.2, 0.3, -0.3, 0.1]))})
+    row = _status(spread, CTX, key, _noisy_members(spread, 0.3, [column]))
+    assert row["status"] == INCONCLUSIVE and row["ci_low"] < 0 < row["ci_high"]
+    assert _status(cells.drop(columns=column), CTX, key)["status"] == NOT_TESTABLE
+
+
+def test_rules_on_grid_positions_and_transfer_become_inconclusive_under_noisy_seeds():
+    # best_inside_low_loss: which cells are "best" changes between seed draws
+    err = np.array([0.50, 0.50, 0.50, 0.50, 0.51, 0.50, 0.49, 0.50, 0.50])
+    cells = _cells(PHASES9, err, train_loss=[0.9, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1])
+    assert _status(cells, CTX, "best_inside_low_loss",
+                   _noisy_members(cells, 0.2, ["test_error"]))["status"] == INCONCLUSIVE
+    # metrics_track_test: a correlation of test error with metrics it barely depends on
+    tracked = cells.assign(hessian_trace=np.arange(9.0), cka=-np.arange(9.0), mc_error=np.arange(9.0))
+    assert _status(tracked, CTX, "metrics_track_test",
+                   _noisy_members(tracked, 0.3, ["test_error"]))["status"] == INCONCLUSIVE
+    # transformer_corner: a step into the corner of 0.17 / 0.8 of the range, just below SHARP_STEP:
+    # not sharp with seeds that agree, inconclusive with seeds that scatter
+    vit = ZooContext("v", "classification", "vit", "load", "temp", PhaseThresholds())
+    corner = _cells(["I"] * 4 + ["IV-B"] * 5, [0.9, 0.2, 0.15, 0.15, 0.15, 0.2, 0.27, 0.1, 0.1])
+    assert _status(corner, vit, "transformer_corner",
+                   _noisy_members(corner, 0.005, ["test_error"]))["status"] == NOT_REPRODUCED
+    assert _status(corner, vit, "transformer_corner",
+                   _noisy_members(corner, 0.1, ["test_error"]))["status"] == INCONCLUSIVE
+    # finetune_phase_iv and pruning_phase_iv: a gap far inside the seeds' scatter
+    ft = _cells(PHASES9, 0.3, finetune_full_acc=[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.52, 0.52, 0.5])
+    assert _status(ft, CTX, "finetune_phase_iv",
+                   _noisy_members(ft, 0.3, ["finetune_full_acc"]))["status"] == INCONCLUSIVE
+    pr = _cells(PHASES9, 0.3, **{"prune_acc_0.9": [0.5] * 5 + [0.51] * 4})
+    assert _status(pr, CTX, "pruning_phase_iv",
+                   _noisy_members(pr, 0.3, ["prune_acc_0.9"]))["status"] == INCONCLUSIVE
+
+
+def test_the_phase_count_is_a_fixed_input_of_the_bootstrap():
+    """Phase labels are the phase map's (with their own confidence, phasezoo.landscape.phases);
+    the claims' bootstrap resamples seeds and cells' values, not labels, so phases_emerge gets a
+    point interval at its margin."""
+    cells = _cells(PHASES9, 0.3)
+    row = _status(cells, CTX, "phases_emerge", _noisy_members(cells, 0.3, ["test_error"]))
+    assert row["status"] == REPRODUCED and row["ci_low"] == row["ci_high"] == row["margin"] == 1.5

@@ -272,3 +272,11 @@ def test_repeated_probe_reports_intervals_and_the_hyperparameter_baseline():
     assert hid["r2_test_ci_low"] > 0.9 and hid["r2_hparams"] < 0.1 and hid["beats_hparams"] == 1.0
     assert hid["r2_test_ci_low"] <= hid["r2_test"] <= hid["r2_test_ci_high"] and hid["splits"] == 8
     assert hid["n_train"] + hid["n_test"] == 120
+    assert hid["r2_test_ci_low"] <= hid["r2_test_median"] <= hid["r2_test_ci_high"]
+
+
+def test_the_median_r2_resists_one_split_with_a_flat_test_side():
+    from phasezoo.wsl.probe import _interval, _median
+
+    r2 = [0.6, 0.5, 0.7, 0.55, -4000.0]  # one split's test cells barely vary: R² unbounded below
+    assert _interval(r2)[0] < -700 and _median(r2) == 0.55

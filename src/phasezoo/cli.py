@@ -312,7 +312,8 @@ def run(argv: list[str] | None = None) -> int:
             raise PhaseZooError(f"--repeats must be >= 1, got {args.repeats}")
         props, phase = zoo_probe(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch),
                                  seed=args.seed, repeats=args.repeats)
-        shown = (*PROBE_CSV_COLUMNS, "beats_hparams", "note") if args.repeats > 1 else \
+        shown = (*PROBE_CSV_COLUMNS, "r2_test_median", "r2_hparams_median", "beats_hparams", "note") \
+            if args.repeats > 1 else \
             ("property", "r2_test", "r2_train", "kendall_tau_test", "alpha", "n_train", "n_test", "note")
         cols = [c for c in shown if c in props]
         csv_cols = [c for c in PROBE_CSV_COLUMNS if c in props] if args.repeats > 1 else cols

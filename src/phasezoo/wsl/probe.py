@@ -424,13 +424,20 @@ def _interval(values: Sequence[float]) -> tuple[float, float, float]:
     return float(v.mean()), float(lo), float(hi)
 
 
+def _median(values: Sequence[float]) -> float:
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    return float(np.median(v)) if len(v) else math.nan
+
+
 def repeated_probe(features: pd.DataFrame, table: pd.DataFrame, properties: Sequence[str],
                    load: str, temperature: str, *, repeats: int = PROBE_REPEATS, group_col: str = "cell",
                    member_col: str = "member", **fit_kwargs: Any) -> pd.DataFrame:
     """Table 1 over ``repeats`` random cell splits: per property, the weight-statistics probe and
     the hyper-parameter baseline (:func:`hparam_features`) fitted on the same splits (module
     docstring). Columns: :data:`PROBE_CSV_COLUMNS` plus ``r2_hparams_ci_low``,
-    ``r2_hparams_ci_high``, ``beats_hparams`` (share of splits where the probe's R² is higher),
+    ``r2_hparams_ci_high``, the medians ``r2_test_median``, ``r2_hparams_median`` (R² is unbounded
+    below: one split whose few test cells barely vary can drag the mean to −10³ while the median
+    stays put), ``beats_hparams`` (share of splits where the probe's R² is higher),
     ``splits`` (splits with a finite R²) and ``note``. ``n_train`` / ``n_test``: members per
     side in the first split."""
     t = _with_derived(table, group_col, member_col)
@@ -459,11 +466,13 @@ def repeated_probe(features: pd.DataFrame, table: pd.DataFrame, properties: Sequ
         m, lo, hi = _interval(r2)
         mh, loh, hih = _interval(r2h)
         row.update(r2_test=m, r2_test_ci_low=lo, r2_test_ci_high=hi, r2_hparams=mh, r2_hparams_ci_low=loh,
-                   r2_hparams_ci_high=hih, kendall_tau=_interval(tau)[0], n_train=n_train, n_test=n_test,
+                   r2_hparams_ci_high=hih, r2_test_median=_median(r2), r2_hparams_median=_median(r2h),
+                   kendall_tau=_interval(tau)[0], n_train=n_train, n_test=n_test,
                    beats_hparams=float(np.mean(better)) if better else math.nan,
                    splits=int(np.isfinite(np.asarray(r2, dtype=float)).sum()))
         rows.append(row)
-    cols = [*PROBE_CSV_COLUMNS, "r2_hparams_ci_low", "r2_hparams_ci_high", "beats_hparams", "splits", "note"]
+    cols = [*PROBE_CSV_COLUMNS, "r2_hparams_ci_low", "r2_hparams_ci_high", "r2_test_median",
+            "r2_hparams_median", "beats_hparams", "splits", "note"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -41,7 +41,7 @@ book: setup
 	  $(BIN)/phasezoo phases $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	done
 	$(BIN)/phasezoo summary $(ZOOS) --profile $(PROFILE) --root $(ROOT)
-	$(BIN)/phasezoo book $(ZOOS) --profile $(PROFILE) --root $(ROOT) --device $(DEVICE) --workers $(WORKERS)
+	$(BIN)/phasezoo book $(ZOOS) --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS)
 
 # Open the built book's index, comparison and phase pages in headless Chromium (Debian's
 # `chromium`): fails when a page does not load or an image on it has zero size.

@@ -32,8 +32,8 @@ from phasezoo.landscape.curves import bezier_mode_connectivity
 from phasezoo.spec import load_spec
 from phasezoo.store import ZooStore
 from phasezoo.tasks import task_for
-from phasezoo.train import eval_split
-from phasezoo.zoo import load_member
+from phasezoo.data import eval_split
+from phasezoo.store import load_member
 
 RESULTS = Path(__file__).parent / "results" / "curve_budget.json"
 

@@ -449,10 +449,10 @@ def member_problem(member_dir: Path, spec_path: Path):
     per-sample-mean losses)."""
     from phasezoo.data import load_dataset
     from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE
-    from phasezoo.metrics import fixed_subset
+    from phasezoo.data import fixed_subset
     from phasezoo.spec import load_spec
     from phasezoo.tasks import task_for
-    from phasezoo.zoo import load_member
+    from phasezoo.store import load_member
 
     model, config = load_member(member_dir, "last")
     data = load_dataset(config["dataset"])

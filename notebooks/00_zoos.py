@@ -10,7 +10,6 @@
 zoos = ["digits-resnet18", "digits-vit", "text-gpt", "convection-pinn"]
 profile = "mini"
 root = "data/zoos"
-device = "auto"
 
 # %%
 import pandas as pd

@@ -8,7 +8,6 @@
 zoo = "digits-resnet18"
 profile = "mini"
 root = "data/zoos"
-device = "auto"
 
 # %%
 import matplotlib.pyplot as plt
@@ -44,7 +43,7 @@ plt.show()
 import pandas as pd
 from IPython.display import display
 
-from phasezoo.zoo import zoo_table
+from phasezoo.analysis.table import zoo_table
 
 with pd.option_context("display.max_columns", None, "display.max_rows", None):
     display(zoo_table(spec, profile, root))

@@ -10,7 +10,6 @@
 zoo = "digits-resnet18"
 profile = "mini"
 root = "data/zoos"
-device = "auto"
 
 # %%
 import matplotlib.pyplot as plt

@@ -10,15 +10,15 @@
 zoo = "digits-resnet18"
 profile = "mini"
 root = "data/zoos"
-device = "auto"
 
 # %%
 import matplotlib.pyplot as plt
 
 from phasezoo.plots import zoo_phase_plot
-from phasezoo.report import DOWNSTREAM_COLUMNS, downstream_by_phase
+from phasezoo.downstream.runner import DOWNSTREAM_COLUMNS
+from phasezoo.report import downstream_by_phase
 from phasezoo.spec import load_spec
-from phasezoo.zoo import zoo_table
+from phasezoo.analysis.table import zoo_table
 
 spec = load_spec(zoo)
 table = zoo_table(spec, profile, root)

@@ -12,7 +12,6 @@
 zoo = "digits-resnet18"
 profile = "mini"
 root = "data/zoos"
-device = "auto"
 repeats = 20
 
 # %%

@@ -14,7 +14,6 @@
 zoos = ["digits-resnet18", "digits-vit", "text-gpt", "convection-pinn"]
 profile = "mini"
 root = "data/zoos"
-device = "auto"
 
 # %%
 import inspect

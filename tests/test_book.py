@@ -216,7 +216,7 @@ def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
 
     book = tmp_path / "book"
     shutil.copytree("book", book, ignore=shutil.ignore_patterns("_build", "executed"))
-    written = execute_pages([str(spec_path)], "smoke", root, book_dir=book, device="cpu", timeout=300,
+    written = execute_pages([str(spec_path)], "smoke", root, book_dir=book, timeout=300,
                             log=lambda _: None)
     assert len(written) == len(PAGES)
     for nb_path in written:

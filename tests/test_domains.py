@@ -229,7 +229,8 @@ def test_metrics_and_downstream_run_for_every_domain(tmp_path, arch):
     its task: every metric and downstream column is filled and finite."""
     from phasezoo.downstream.runner import run_downstream
     from phasezoo.metrics import compute_metrics
-    from phasezoo.zoo import train_zoo, zoo_table
+    from phasezoo.analysis.table import zoo_table
+    from phasezoo.zoo import train_zoo
 
     spec = load_spec(write_spec(tmp_path, TINY_DOMAIN_SPECS[arch] + _CHEAP, f"tiny-{arch}.yaml"))
     root = tmp_path / "zoos"

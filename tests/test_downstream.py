@@ -17,7 +17,7 @@ from phasezoo.downstream import (
 from phasezoo.landscape.curves import recompute_bn_statistics
 from phasezoo.models import build_model
 from phasezoo.store import MemberStore
-from phasezoo.zoo import load_member
+from phasezoo.store import load_member
 from tests.conftest import TINY_SPEC, write_spec
 
 

@@ -6,8 +6,10 @@ import math
 import pytest
 
 from phasezoo import zoo as zoo_ops
+from phasezoo.analysis.table import zoo_table
 from phasezoo.cli import main
 from phasezoo.metrics import compute_metrics
+from phasezoo.store import load_member
 from tests.conftest import TINY_SPEC, write_spec
 
 # two seeds so the cell has a pair; cheap metric settings
@@ -60,7 +62,7 @@ def test_rerun_computes_nothing_new(trained):
 
 def test_table_gains_metric_columns_and_phase(trained):
     spec, root, _ = trained
-    df = zoo_ops.zoo_table(spec, "smoke", root)
+    df = zoo_table(spec, "smoke", root)
     for col in ("hessian_top_eig", "hessian_trace", "hessian_trace_stderr", "cka", "cka_paper", "cka_chance",
                 "mc_error", "mc_loss", "mc_error_chord", "curve_converged", "phase_confidence"):
         assert df[col].notna().all(), col
@@ -106,7 +108,7 @@ def test_zoo_dataset_yields_weights_and_properties(trained):
     ds = ZooDataset(spec, "smoke", root)
     assert len(ds) == 2
     item = ds[0]
-    n_params = sum(p.numel() for p in zoo_ops.load_member(root / "tiny-digits" / "smoke" / item["member"])[0].parameters())
+    n_params = sum(p.numel() for p in load_member(root / "tiny-digits" / "smoke" / item["member"])[0].parameters())
     assert item["weights"].shape == (n_params,)  # every parameter, no BatchNorm buffers
     assert item["properties"]["phase"] in ("I", "II", "III", "IV-A", "IV-B", "unassigned")
     per_layer = ZooDataset(spec, "smoke", root, epoch=0, flat=False)[0]["weights"]
@@ -134,7 +136,7 @@ def test_downstream_runs_resumably_and_fills_the_table(trained):
     info = run_downstream(spec, "smoke", root, device="cpu", progress=False, settings=settings)
     assert info["tasks"] == 3  # two members, one cell
     assert run_downstream(spec, "smoke", root, device="cpu", progress=False, settings=settings)["tasks"] == 0
-    df = zoo_ops.zoo_table(spec, "smoke", root)
+    df = zoo_table(spec, "smoke", root)
     for col in ("prune_acc_0.5", "prune_ft_acc_0.9", "wise_ft_gain", "finetune_linear_acc",
                 "finetune_full_acc", "ensemble_acc", "ensemble_gain", "rebasin_gain", "naive_avg_gain"):
         assert df[col].notna().all(), col

@@ -13,11 +13,11 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from phasezoo.landscape.phases import phase_grid  # noqa: E402
 from phasezoo.plots import (  # noqa: E402
     BOUNDARY_LABEL,
     PANEL_PREFIX,
     default_metrics,
-    label_grid,
     metric_grid,
     phase_boundaries,
     phase_plot,
@@ -139,7 +139,7 @@ def test_phase_plot_panels_ticks_boundaries_and_png(tmp_path):
     # every metric panel has a colourbar; the phase panel has none
     assert len(fig.axes) == len(p) + len(metrics)
 
-    expected = phase_boundaries(label_grid(cells, "width", "batch_size"))
+    expected = phase_boundaries(phase_grid(cells, "width", "batch_size"))
     assert len(expected) > 0
     for name, ax in p.items():
         assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "32", "128", "512"]

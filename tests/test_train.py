@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from phasezoo import zoo as zoo_ops
+from phasezoo.analysis.table import zoo_table
 from phasezoo.spec import load_spec
-from phasezoo.store import MemberStore
+from phasezoo.store import load_member, MemberStore
 from phasezoo.tasks import ClassificationTask
-from phasezoo.train import steps_per_epoch, train_member
+from phasezoo.data import steps_per_epoch
+from phasezoo.train import train_member
 
 
 def _member(spec_path, index=0):
@@ -99,6 +101,17 @@ def test_divergence_stops_the_member_and_the_zoo_carries_on(tiny_spec, tmp_path,
     assert again == []
 
 
+def test_the_batch_rule_is_one_rule():
+    from phasezoo.data import train_batches
+    from phasezoo.data.batches import MIN_TRAIN_BATCH
+    from phasezoo.spec import MIN_BATCH_SIZE
+
+    assert MIN_BATCH_SIZE == MIN_TRAIN_BATCH == 2
+    x = torch.arange(17.0)[:, None]
+    sizes = [len(b[1]) for b in train_batches(x, torch.arange(17), 8, generator=torch.Generator().manual_seed(0))]
+    assert sizes == [8, 8] and len(sizes) == steps_per_epoch(17, 8)
+
+
 def test_steps_per_epoch_drops_a_single_sample_tail():
     assert steps_per_epoch(1437, 8) == 180  # 179 full + a tail of 5
     assert steps_per_epoch(17, 8) == 2  # tail of 1 is dropped
@@ -107,13 +120,13 @@ def test_steps_per_epoch_drops_a_single_sample_tail():
 
 def test_table_and_load_member(tiny_spec, tmp_path):
     zoo_ops.train_zoo(tiny_spec, "smoke", tmp_path / "zoo", device="cpu", progress=False)
-    df = zoo_ops.zoo_table(tiny_spec, "smoke", tmp_path / "zoo")
+    df = zoo_table(tiny_spec, "smoke", tmp_path / "zoo")
     assert list(df["member"]) == ["w0001_b0256_s0", "w0001_b0512_s0"]
     assert (df["epoch"] == 3).all() and (df["status"] == "done").all()
     assert np.allclose(df["gen_gap"], df["train_acc"] - df["test_acc"], atol=1e-12)
-    df0 = zoo_ops.zoo_table(tiny_spec, "smoke", tmp_path / "zoo", epoch=0)
+    df0 = zoo_table(tiny_spec, "smoke", tmp_path / "zoo", epoch=0)
     assert (df0["epoch"] == 0).all()
-    model, config = zoo_ops.load_member(tmp_path / "zoo" / "tiny-digits" / "smoke" / "w0001_b0256_s0")
+    model, config = load_member(tmp_path / "zoo" / "tiny-digits" / "smoke" / "w0001_b0256_s0")
     assert config["width"] == 1 and not model.training
     from phasezoo.data import load_dataset
     from phasezoo.tasks import ClassificationTask as T

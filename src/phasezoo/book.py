@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from typing import Callable, Sequence
 import nbformat
 
 from phasezoo.errors import PhaseZooError
+from phasezoo.executors import run_program
 from phasezoo.notebooks import NOTEBOOK_DIR, run_notebook
 
 BOOK_DIR = Path("book")
@@ -85,7 +85,7 @@ def retitle(path: str | Path, title: str) -> None:
 
 
 def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_dir: str | Path = BOOK_DIR,
-                  notebook_dir: str | Path = NOTEBOOK_DIR, device: str = "auto", pages: Sequence[Page] = PAGES,
+                  notebook_dir: str | Path = NOTEBOOK_DIR, pages: Sequence[Page] = PAGES,
                   timeout: int | None = 1800, workers: int = 2,
                   log: Callable[[str], None] = print) -> list[Path]:
     """Execute every page's notebook (per zoo where it is per-zoo) into ``book_dir``, ``workers``
@@ -98,7 +98,7 @@ def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_d
     if not (book_dir / "_toc.yml").is_file():
         raise PhaseZooError(f"{book_dir}/_toc.yml not found (run from the repository root)")
     shutil.rmtree(book_dir / EXECUTED, ignore_errors=True)
-    common = {"profile": profile, "root": str(root), "device": device}  # notebooks run in the working directory
+    common = {"profile": profile, "root": str(root)}  # notebooks run in the working directory
     jobs = []
     for page in pages:
         source = Path(notebook_dir) / f"{page.notebook}.py"
@@ -141,13 +141,12 @@ def build_html(book_dir: str | Path = BOOK_DIR, *, strict: bool = True) -> Path:
     log = book_dir / "_build" / "build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
+    returncode = run_program(cmd, log, env)
+    if returncode != 0:
         text = log.read_text().splitlines()
         first = next((line for line in text if "WARNING" in line or "ERROR" in line or "Error" in line),
                      text[-1] if text else "")
-        raise PhaseZooError(f"jupyter-book build failed (exit {proc.returncode}); see {log}: {first.strip()}")
+        raise PhaseZooError(f"jupyter-book build failed (exit {returncode}); see {log}: {first.strip()}")
     index = book_dir / "_build" / "html" / "index.html"
     if not index.is_file():
         raise PhaseZooError(f"jupyter-book build wrote no {index}")

@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from phasezoo.errors import PhaseZooError
+from phasezoo.executors import start_program, stop_program
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -91,12 +90,11 @@ class _DevTools:
 
         self.timeout = timeout
         self._profile = tempfile.TemporaryDirectory(prefix="phasezoo-chromium-", ignore_cleanup_errors=True)
-        self.proc = subprocess.Popen(
+        self.proc = start_program(
             [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
              "--window-size=1400,1000", "--remote-debugging-port=0",
-             f"--user-data-dir={self._profile.name}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             f"--user-data-dir={self._profile.name}", "about:blank"])
         port_file = Path(self._profile.name) / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -152,17 +150,7 @@ class _DevTools:
             if getattr(self, "ws", None) is not None:
                 self.ws.close()
         finally:
-            # Chromium's helper processes share its session: stop them all
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(10)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            stop_program(self.proc)  # Chromium's helper processes share its session: all of them
             self._profile.cleanup()
 
 

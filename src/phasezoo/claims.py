@@ -451,7 +451,7 @@ def check_claims(specs: Sequence, profile: str, root: str | Path, claims: Sequen
     """Every claim on every (trained and measured) zoo: one row per claim and zoo, with the
     bootstrap interval of each margin (:func:`check_cells`)."""
     from phasezoo.metrics import zoo_phase_map
-    from phasezoo.zoo import zoo_table
+    from phasezoo.analysis.table import zoo_table
 
     rows = []
     for s in specs:

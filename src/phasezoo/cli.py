@@ -116,7 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", "-p", default="mini", help="profile: paper, mini or smoke (default: mini)")
     p.add_argument("--root", type=_folder_arg, default=Path("data/zoos"), help="folder that holds the zoos (default: data/zoos)")
     p.add_argument("--book", type=Path, default=Path("book"), help="the book folder (default: book)")
-    p.add_argument("--device", default="auto", help="device the notebooks may use (default: auto)")
     p.add_argument("--workers", type=int, default=2, help="notebooks executed at a time (default 2)")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks only, do not run jupyter-book")
 
@@ -205,8 +204,7 @@ def run(argv: list[str] | None = None) -> int:
         if args.workers < 1:
             raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
         start = time.perf_counter()
-        execute_pages(args.zoos, args.profile, args.root, book_dir=args.book, device=args.device,
-                      workers=args.workers)
+        execute_pages(args.zoos, args.profile, args.root, book_dir=args.book, workers=args.workers)
         print(f"stage notebooks: {time.perf_counter() - start:.0f} s")
         if not args.no_build:
             start = time.perf_counter()
@@ -265,7 +263,9 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "table":
-        df = zoo_ops.zoo_table(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch))
+        from phasezoo.analysis.table import zoo_table
+
+        df = zoo_table(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch))
         if not _write_csv(df, args.csv):
             import pandas as pd
 

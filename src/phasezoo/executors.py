@@ -7,12 +7,19 @@ scale, clusters) slots in beside these two without touching the training code.
 :func:`run_zoo_jobs` is the resumable skeleton ``train``, ``metrics`` and ``downstream`` share
 (plan, verify, lock, re-plan, run); its loop, :func:`run_jobs`, times each task where it runs,
 reports progress (:mod:`phasezoo.progress`) and turns a crashed worker into one line.
+
+External programs (``jupyter-book``, a headless browser) start here too
+(:func:`run_program`, :func:`start_program`, :func:`stop_program`): this is the one module
+that starts processes.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
+import signal
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +30,50 @@ import torch
 from phasezoo.errors import PhaseZooError
 from phasezoo.progress import Progress
 from phasezoo.store import ZooStore
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given.
+    Anything else, or a CUDA device this machine lacks, is a one-line :class:`PhaseZooError`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise PhaseZooError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PhaseZooError(f"--device {device} was requested but no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PhaseZooError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return dev
+
+
+def run_program(cmd: Sequence[str], log: str | os.PathLike, env: dict[str, str] | None = None) -> int:
+    """Run an external program to completion, its stdout and stderr into the file ``log``;
+    returns its exit code."""
+    with open(log, "w") as f:
+        return subprocess.run(list(cmd), stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def start_program(cmd: Sequence[str]) -> subprocess.Popen:
+    """Start an external program (a headless browser) in a session of its own, its output
+    discarded; :func:`stop_program` ends it with every helper process it started."""
+    return subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_program(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM to the program's whole session, then SIGKILL if it has not exited in ``timeout``
+    seconds (Chromium's renderer and GPU helpers share its session)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class WorkerCrashError(PhaseZooError):

@@ -33,27 +33,13 @@ import torch
 
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
+from phasezoo.data.batches import eval_split, fixed_subset
 from phasezoo.store import MemberStore, ZooStore, as_stored, atomic_write_json, jsonable, read_json
-
-#: seed of the fixed permutation that picks the metric subsets of the training set
-SUBSET_SEED = 0
 
 
 def cell_name(member: MemberSpec) -> str:
     """The grid cell of a member: its folder name without the seed, e.g. ``w0008_b0128``."""
     return cell_of(member.member)
-
-
-def fixed_indices(total: int, n: int) -> torch.Tensor:
-    """The first ``n`` entries of the fixed permutation of ``range(total)`` (seed
-    :data:`SUBSET_SEED`) that every metric subset and evaluation subset is cut from."""
-    return torch.randperm(total, generator=torch.Generator().manual_seed(SUBSET_SEED))[: min(n, total)]
-
-
-def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of a fixed permutation of the training set (same for every model)."""
-    perm = fixed_indices(len(x), n).to(x.device)
-    return x[perm], y[perm]
 
 
 def resolve_epoch(spec: ZooSpec, profile: str, epoch: int | str) -> int:
@@ -88,7 +74,7 @@ def _hessian_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.data import load_dataset
     from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE, top_eigenvalue, trace
     from phasezoo.tasks import task_for
-    from phasezoo.zoo import load_member
+    from phasezoo.store import load_member
 
     member_dir, epoch, settings, device, data_dir = args
     model, config = load_member(member_dir, epoch)
@@ -118,8 +104,7 @@ def _pair_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.data import load_dataset
     from phasezoo.landscape.curves import bezier_mode_connectivity
     from phasezoo.tasks import task_for
-    from phasezoo.train import eval_split
-    from phasezoo.zoo import load_member
+    from phasezoo.store import load_member
 
     dir_a, dir_b, pair, epoch, settings, device, data_dir = args
     model_a, config = load_member(dir_a, epoch)
@@ -203,8 +188,7 @@ def compute_metrics(
     Only members that are ``done`` take part. A cell needs at least two done seeds for its
     pair metrics. Already stored values computed with the same settings are kept.
     """
-    from phasezoo.executors import run_zoo_jobs
-    from phasezoo.train import resolve_device
+    from phasezoo.executors import resolve_device, run_zoo_jobs
 
     spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
     prof = spec.profile(profile)
@@ -379,14 +363,15 @@ def zoo_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int | st
                   members: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None):
     """The :class:`~phasezoo.landscape.phases.PhaseMap` of a stored zoo: thresholds calibrated
     from its done members and seed pairs (the spec's ``phases`` fix any it names), labels and
-    their bootstrap confidence. ``members`` (the zoo table) and ``pairs`` (:func:`pair_table`):
-    pass them if already built; otherwise they are read (the table without its phase columns,
-    which would be this very map)."""
+    their bootstrap confidence. ``members`` (a member table with the metric columns) and
+    ``pairs`` (:func:`pair_table`): pass them if already built; otherwise they are read (the
+    table without its phase columns, which would be this very map)."""
     from phasezoo.landscape.phases import phase_map
-    from phasezoo.zoo import zoo_table
+    from phasezoo.zoo import member_table
 
     if members is None:
-        members = zoo_table(spec, profile, root, epoch=epoch, phases=False)
+        members = attach_metrics(member_table(spec, profile, root, epoch=epoch), spec, profile, root,
+                                 epoch, phases=False)
     if pairs is None:
         pairs = pair_table(spec, profile, root, epoch)
     done = members[members["status"] == "done"]

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from phasezoo.landscape.phases import CONFIDENT, LABELS, UNASSIGNED, is_missing
+from phasezoo.landscape.phases import CONFIDENT, LABELS, UNASSIGNED, is_missing, phase_grid
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Segment = tuple[tuple[float, float], tuple[float, float]]
 
-#: downstream columns shown by default, where computed
-DOWNSTREAM_COLUMNS = ("ensemble_gain", "rebasin_gain", "prune_acc_0.9", "wise_ft_gain")
+#: the downstream columns (phasezoo.downstream.runner.DOWNSTREAM_COLUMNS) drawn by default, where computed
+DEFAULT_DOWNSTREAM_PANELS = ("ensemble_gain", "rebasin_gain", "prune_acc_0.9", "wise_ft_gain")
 #: columns drawn with a logarithmic colour scale when all their values are positive
 LOG_COLUMNS = ("hessian_top_eig", "hessian_trace")
 #: columns whose sign matters (barrier vs no barrier, gain vs loss): diverging map centred at 0
@@ -60,7 +60,8 @@ def _axis_values(cells: pd.DataFrame, column: str) -> list[Any]:
 
 
 def metric_grid(cells: pd.DataFrame, load: str, temp: str, column: str) -> pd.DataFrame:
-    """The mean of ``column`` per (load, temperature) cell as a grid.
+    """The mean of ``column`` per (load, temperature) cell as a grid (labels:
+    :func:`phasezoo.landscape.phases.phase_grid`).
 
     Rows are the load values ascending (row 0 = smallest load, drawn at the bottom of a panel),
     columns the temperature values ascending. Rows of ``cells`` that share a cell (e.g. one
@@ -74,20 +75,10 @@ def metric_grid(cells: pd.DataFrame, load: str, temp: str, column: str) -> pd.Da
     return grid.reindex(index=_axis_values(cells, load), columns=_axis_values(cells, temp))
 
 
-def label_grid(cells: pd.DataFrame, load: str, temp: str, column: str = "phase") -> pd.DataFrame:
-    """Like :func:`metric_grid` for a categorical column (the phase): the first non-missing
-    label of each cell, None where a cell has none."""
-    df = cells[[load, temp, column]]
-    grid = df.groupby([load, temp])[column].first().unstack(temp)
-    grid = grid.reindex(index=_axis_values(cells, load), columns=_axis_values(cells, temp))
-    return grid.astype(object).where(grid.notna(), None)
-
-
 def phase_boundaries(labels: pd.DataFrame) -> list[Segment]:
     """The cell edges between horizontally or vertically adjacent cells of different label.
 
-    ``labels`` is a grid (e.g. :func:`label_grid` or
-    :func:`phasezoo.landscape.phases.phase_grid`); cell ``(i, j)`` spans
+    ``labels`` is a grid (:func:`phasezoo.landscape.phases.phase_grid`); cell ``(i, j)`` spans
     ``[j-0.5, j+0.5] × [i-0.5, i+0.5]`` as ``(x, y)``. A pair where either label is missing
     gives no segment. Returns ``((x0, y0), (x1, y1))`` segments: first the vertical edges
     between columns ``j`` and ``j+1``, then the horizontal edges between rows ``i`` and ``i+1``.
@@ -112,7 +103,7 @@ def _labels_and_boundaries(cells: pd.DataFrame, load: str, temp: str) -> tuple[p
     """The phase-label grid of ``cells`` and its boundaries; ``(None, [])`` without phases."""
     if not ("phase" in cells and cells["phase"].notna().any()):
         return None, []
-    labels = label_grid(cells, load, temp)
+    labels = phase_grid(cells, load, temp)
     return labels, phase_boundaries(labels)
 
 
@@ -125,14 +116,14 @@ def default_metrics(cells: pd.DataFrame, mc_metric: str | None = None) -> list[s
     train loss, test accuracy (else test error), generalisation gap, Hessian top eigenvalue and
     trace, CKA, mode connectivity (``mc_metric``, e.g. the phases' ``mc_error_chord``, else
     ``mc_error``, else ``mc_loss``), then the
-    downstream columns of :data:`DOWNSTREAM_COLUMNS`."""
+    downstream columns of :data:`DEFAULT_DOWNSTREAM_PANELS`."""
     out = ["train_loss", "test_acc" if _present(cells, "test_acc") else "test_error", "gen_gap",
            "hessian_top_eig", "hessian_trace", "cka"]
     mcs = [mc_metric] if mc_metric else []
     mc = next((c for c in [*mcs, "mc_error", "mc_loss"] if _present(cells, c)), None)
     if mc:
         out.append(mc)
-    out += DOWNSTREAM_COLUMNS
+    out += DEFAULT_DOWNSTREAM_PANELS
     return [c for c in out if _present(cells, c)]
 
 

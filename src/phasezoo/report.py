@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from phasezoo.downstream.runner import DOWNSTREAM_COLUMNS
 from phasezoo.landscape.phases import phase_grid, threshold_sensitivity
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import ZooSpec
@@ -14,10 +15,11 @@ from phasezoo.spec import ZooSpec
 
 def zoo_cells(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> pd.DataFrame:
     """One row per grid cell: seed-averaged results and metrics of its done members, its phase,
-    the alternative labels and the label's confidence (:func:`phasezoo.metrics.zoo_phase_map`)."""
-    from phasezoo.metrics import zoo_phase_map
+    the alternative labels and the label's confidence, downstream results included
+    (:func:`phasezoo.analysis.table.full_phase_map`)."""
+    from phasezoo.analysis.table import full_phase_map
 
-    return zoo_phase_map(spec, profile, root, epoch).cells
+    return full_phase_map(spec, profile, root, epoch).cells
 
 
 def _fmt(v: Any) -> str:
@@ -30,10 +32,10 @@ def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str
     evidence for each absent one (:meth:`PhaseMap.coverage`), the thresholds and how each was
     calibrated, the cell metrics, test accuracy per phase, the labels under the paper's
     definitions, and which cells change phase when each threshold moves by ±25%."""
+    from phasezoo.analysis.table import full_phase_map
     from phasezoo.landscape.phases import ALTERNATIVE_NAMES, ALTERNATIVES, CONFIDENT
-    from phasezoo.metrics import zoo_phase_map
 
-    pm = zoo_phase_map(spec, profile, root, epoch)
+    pm = full_phase_map(spec, profile, root, epoch)
     cells = pm.cells
     if cells.empty:
         raise PhaseZooError(f"{spec.name}/{profile} has no finished member under {root}; "
@@ -95,7 +97,7 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
     """The paper's Tables 5-7 for trained zoos: per zoo, ``mean ± std [min, max]`` of each final
     metric over its done members (std with ddof 1, as pandas). One row per zoo; the columns are
     the union of the zoos' tasks' columns (empty where a task has no such metric)."""
-    from phasezoo.zoo import zoo_table
+    from phasezoo.analysis.table import zoo_table
 
     def num(x: float) -> str:  # `digits` decimals; values that would print as 0.00 keep `digits` digits
         return f"{x:.{digits}f}" if x == 0 or abs(x) >= 10 ** -digits else f"{x:.{digits}g}"
@@ -111,12 +113,6 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
             row[col] = f"{num(v.mean())} ± {num(sd)} [{num(v.min())}, {num(v.max())}]" if len(v) else ""
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
-
-
-#: the downstream columns of ``zoo_table`` (where computed), in the order the book shows them
-DOWNSTREAM_COLUMNS = ("prune_acc_0.5", "prune_acc_0.9", "prune_ft_acc_0.9", "prune_noemb_acc_0.9",
-                      "prune_noemb_ft_acc_0.9", "wise_ft_gain", "wise_ft_alpha", "ensemble_acc", "ensemble_gain", "rebasin_gain", "naive_avg_gain",
-                      "finetune_linear_acc", "finetune_full_acc")
 
 
 def downstream_by_phase(table: pd.DataFrame) -> pd.DataFrame:

@@ -94,7 +94,8 @@ LBFGS_DEFAULTS = {"max_iter": 1000, "history_size": 50, "line_search": "strong_w
 #: zoo names become folder names under --root: no separators, no leading dot
 ZOO_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 #: the smallest batch a training step takes: BatchNorm cannot normalise a single sample, and
-#: the training loop drops 1-sample batches (phasezoo.train.steps_per_epoch)
+#: the training loop drops 1-sample batches: phasezoo.data.batches.MIN_TRAIN_BATCH (a literal here,
+#: tested equal, so that validating a spec does not import torch)
 MIN_BATCH_SIZE = 2
 
 _TOP_KEYS = {"name", "description", "extends", "task", "arch", "dataset", "model", "axes", "axis_directions",

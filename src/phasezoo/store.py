@@ -54,6 +54,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from phasezoo.errors import CorruptFileError, PhaseZooError, SpecError
+from phasezoo.models import model_from_config
 
 #: 2: every file carries its sha256 (1: no hashes; such files are refused, see ``_unhashed``)
 FORMAT_VERSION = 2
@@ -587,3 +588,20 @@ def _read_holder(fd: int) -> dict:
         return holder if isinstance(holder, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def load_member(member_dir: str | Path, epoch: int | str = "last"):
+    """Rebuild a stored member: returns ``(model, config)`` with the weights of ``epoch``
+    (an int or ``"last"``, the latest checkpoint) loaded and the model in eval mode."""
+    ms = MemberStore(Path(member_dir))
+    config = ms.read_config()
+    if config is None:
+        raise CorruptFileError(f"no config.json in {member_dir}; is this a zoo member folder?")
+    model = model_from_config(config)
+    _, state = ms.load_checkpoint(epoch)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise CorruptFileError(f"checkpoint does not match the model of {member_dir}") from None
+    model.eval()
+    return model, config

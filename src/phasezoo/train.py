@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from phasezoo.data import BatchAugment, iterate_batches, load_dataset
+from phasezoo.data import BatchAugment, eval_split, load_dataset, steps_per_epoch, train_batches
 from phasezoo.models import model_from_config
 from phasezoo.errors import CorruptFileError, PhaseZooError, warn
 from phasezoo.spec import MemberSpec
@@ -53,24 +53,6 @@ class MemberResult:
     last_epoch: int  # last recorded epoch
     wall_s: float
     final: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given.
-    Anything else, or a CUDA device this machine lacks, is a one-line :class:`PhaseZooError`."""
-    import re
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise PhaseZooError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PhaseZooError(f"--device {device} was requested but no CUDA device is available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise PhaseZooError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
-    return dev
 
 
 def training_bytes_estimate(member: MemberSpec) -> int:
@@ -130,13 +112,6 @@ def build_member_model(member: MemberSpec) -> nn.Module:
     """The member's architecture, freshly initialised from its seed (no weights loaded)."""
     torch.manual_seed(member_seeds(member.seed)[0])
     return model_from_config(member.to_dict())
-
-
-def steps_per_epoch(num_train: int, batch_size: int) -> int:
-    """Batches per epoch; a trailing batch of a single sample is dropped, because BatchNorm
-    cannot normalise one sample in train mode when the last stage is 1×1 (8×8 digits)."""
-    full, rest = divmod(num_train, batch_size)
-    return full + (1 if rest >= 2 else 0)
 
 
 def make_optimizer(model: nn.Module, member: MemberSpec) -> torch.optim.Optimizer:
@@ -272,9 +247,7 @@ def _train_member(member, member_dir, *, device, data_dir, progress, stop_after_
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         seen, last_lr = 0, _lr(optimizer)
-        for xb, yb in iterate_batches(data.train_x, data.train_y, member.batch_size, generator=generator):
-            if len(yb) < 2:  # see steps_per_epoch
-                continue
+        for xb, yb in train_batches(data.train_x, data.train_y, member.batch_size, generator=generator):
             xb = augment(xb, generator)
             if isinstance(optimizer, torch.optim.LBFGS):
                 def closure(xb=xb, yb=yb):
@@ -325,19 +298,6 @@ def _train_member(member, member_dir, *, device, data_dir, progress, stop_after_
         bar.close()
     return MemberResult(member.member, final_status, epochs_run, rows[-1]["epoch"],
                         time.perf_counter() - t_start, rows[-1])
-
-
-def eval_split(data, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The samples a split is evaluated on: all of them, or for data with a ``max_eval``
-    (OpenWebText) the first ``max_eval`` of a fixed permutation (the same in every epoch)."""
-    from phasezoo.metrics import fixed_indices
-
-    x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
-    limit = getattr(data, "max_eval", None)
-    if limit is None or limit >= len(x):
-        return x, y
-    idx = fixed_indices(len(x), limit).sort().values  # in stream order
-    return x[idx], y[idx]
 
 
 def _evaluate(task, model: nn.Module, data) -> dict[str, float]:

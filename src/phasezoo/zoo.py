@@ -1,4 +1,4 @@
-"""Zoo-level operations: train a grid resumably, count states, tabulate, load members.
+"""Zoo-level operations: train a grid resumably, verify it, count states, list members' results.
 
 These are the plain-Python faces of the ``phasezoo`` commands. Everything that can be checked
 before training starts (spec, dataset files, existing members' files) is checked first, so a bad
@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from phasezoo.errors import CorruptFileError, PhaseZooError
+from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec, load_spec
-from phasezoo.store import STATES, MemberStore, ZooStore, read_json
+from phasezoo.store import STATES, ZooStore, read_json
 
 DEFAULT_ROOT = Path("data/zoos")
 
@@ -70,8 +70,8 @@ def train_zoo(
     temporary files of killed writes are removed.
     """
     from phasezoo.data import load_dataset
-    from phasezoo.executors import run_zoo_jobs
-    from phasezoo.train import check_fits_memory, resolve_device
+    from phasezoo.executors import resolve_device, run_zoo_jobs
+    from phasezoo.train import check_fits_memory
 
     spec = _as_spec(zoo)
     members = spec.members(profile)
@@ -155,29 +155,24 @@ def zoo_status(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAU
     return {s: counts.get(s, 0) for s in STATES}
 
 
-#: the columns of a member's config that ``zoo_table`` shows (the rest stays in config.json)
+#: the columns of a member's config that ``member_table`` shows (the rest stays in config.json)
 TABLE_CONFIG_COLUMNS = ("member", "arch", "dataset", "width", "batch_size", "lr", "seed")
 #: result columns every table has (NaN where a task does not report them: PINNs have no accuracy)
 TABLE_RESULT_COLUMNS = ("train_loss", "train_acc", "train_error", "test_loss", "test_acc", "test_error")
 
 
-def zoo_table(
+def member_table(
     zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last",
-    phases: bool = True,
 ) -> pd.DataFrame:
     """One row per planned member: its grid coordinates, status and results at ``epoch``
-    (``"last"``: each member's last recorded epoch). Missing values are NaN.
+    (``"last"``: each member's last recorded epoch), from the store alone. Missing values are
+    NaN. :func:`phasezoo.analysis.table.zoo_table` adds the metric, phase and downstream columns.
 
     ``lr`` is the configured learning rate; ``lr_last`` the scheduled rate at the epoch's last
     step. ``gen_gap`` is test error minus train error at that epoch (for classification: train
     accuracy minus test accuracy; for PINNs: the gap of relative L2 errors). The grid axes of
     the zoo (e.g. ``model_dim``, ``beta``) are columns too. ``train_loss_init`` is the train
-    loss before training (epoch 0). The loss-landscape
-    columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``, ``mc_loss``,
-    ``mc_error_chord``, ``mc_loss_chord``,
-    ``phase``) are filled where ``phasezoo metrics`` has computed them
-    (:func:`phasezoo.metrics.attach_metrics`; ``phases=False`` leaves ``phase`` and
-    ``phase_confidence`` empty, for callers that build the phase map themselves).
+    loss before training (epoch 0).
     """
     spec = _as_spec(zoo)
     store = ZooStore(root, spec.name, profile)
@@ -209,11 +204,7 @@ def zoo_table(
         df[f"{split}_error"] = df[f"{split}_error"].fillna(1.0 - df[f"{split}_acc"])
     df["gen_gap"] = df["test_error"] - df["train_error"]
     df["epoch"] = df["epoch"].astype("Int64")
-    from phasezoo.downstream.runner import downstream_columns
-    from phasezoo.metrics import attach_metrics
-
-    df = attach_metrics(df, spec, profile, root, epoch, phases=phases)
-    return downstream_columns(df, spec, profile, root) if epoch in ("last", spec.profile(profile).training.epochs) else df
+    return df
 
 
 def check_recorded(spec: ZooSpec, profile: str, root: str | Path, recorded: set[int],
@@ -242,22 +233,3 @@ def zoo_history(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFA
                 **{k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)}}
         rows += [{**base, **r} for r in ms.read_results(planned_last=m.epochs)]
     return pd.DataFrame(rows)
-
-
-def load_member(member_dir: str | Path, epoch: int | str = "last"):
-    """Rebuild a stored member: returns ``(model, config)`` with the weights of ``epoch``
-    (an int or ``"last"``, the latest checkpoint) loaded and the model in eval mode."""
-    from phasezoo.models import model_from_config
-
-    ms = MemberStore(Path(member_dir))
-    config = ms.read_config()
-    if config is None:
-        raise CorruptFileError(f"no config.json in {member_dir}; is this a zoo member folder?")
-    model = model_from_config(config)
-    _, state = ms.load_checkpoint(epoch)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise CorruptFileError(f"checkpoint does not match the model of {member_dir}") from None
-    model.eval()
-    return model, config

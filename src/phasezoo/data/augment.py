@@ -1,4 +1,5 @@
-"""Batched, seeded data augmentation on whole (N, C, H, W) tensors, and mini-batch iteration.
+"""Batched, seeded data augmentation on whole (N, C, H, W) tensors (mini-batches come from
+:mod:`phasezoo.data.batches`).
 
 Augmentations run on the batch at once (gather / ``torch.where`` / ``grid_sample``), on
 whatever device the batch lives on, with no per-sample Python loop. All random numbers are
@@ -33,7 +34,7 @@ stays bilinear), black fill, and Equalize leaves a nearly constant channel as it
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -42,6 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from phasezoo.errors import SpecError
+
+from .batches import check_cpu_generator
 
 SPEC_KEYS = ("random_crop", "hflip", "rotation", "randaugment", "color_jitter", "random_erasing")
 
@@ -64,11 +67,6 @@ RANDAUGMENT_DEFAULTS = {"num_ops": 2, "magnitude": 9}
 #: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` uses; torchvision's tensor kernel
 #: uses 0.2989 for red).
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def _check_cpu_generator(generator: torch.Generator) -> None:
-    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
-        raise ValueError("augmentation needs a CPU torch.Generator (random numbers are drawn on the CPU)")
 
 
 def random_crop(x: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
@@ -698,7 +696,7 @@ class BatchAugment:
         """
         if self.is_identity:
             return x
-        _check_cpu_generator(generator)
+        check_cpu_generator(generator)
         n = x.shape[0]
         if self.crop_padding:
             p = self.crop_padding
@@ -757,44 +755,3 @@ class BatchAugment:
         if bool(touched.all()):
             return out
         return torch.where(touched.to(x.device)[:, None, None, None], out, x)
-
-
-def iterate_batches(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    *,
-    generator: torch.Generator | None = None,
-    shuffle: bool = True,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x[idx], y[idx])`` mini-batches covering every sample exactly once.
-
-    ``shuffle=True``: the order is ``torch.randperm(N, generator=generator)`` drawn on the CPU
-    (``generator`` a CPU generator, or None for torch's global one) and moved to the data's
-    device. ``shuffle=False``: in order, as views (for evaluation). The last batch may be
-    smaller than ``batch_size`` (no drop_last). Arguments are checked when called, not at the
-    first ``next()``.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    n = x.shape[0]
-    if y.shape[0] != n:
-        raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
-    if shuffle and generator is not None:
-        _check_cpu_generator(generator)
-    return _batches(x, y, batch_size, generator, shuffle)
-
-
-def _batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None, shuffle: bool
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    n = x.shape[0]
-    if not shuffle:
-        for start in range(0, n, batch_size):
-            yield x[start : start + batch_size], y[start : start + batch_size]
-        return
-    perm = torch.randperm(n, generator=generator)
-    perm_x = perm.to(x.device)
-    perm_y = perm_x if y.device == x.device else perm.to(y.device)
-    for start in range(0, n, batch_size):
-        yield x[perm_x[start : start + batch_size]], y[perm_y[start : start + batch_size]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -10,13 +9,8 @@ from pathlib import Path
 
 from phasezoo.errors import PhaseZooError
 
+from .base import resolve_data_dir
 from .vision import VisionData
-
-#: Environment variable naming the data root when ``--data-dir``/``data_dir`` is not given.
-DATA_ENV = "PHASEZOO_DATA"
-#: Data root when neither the argument nor the environment variable is set.
-DEFAULT_DATA_DIR = Path("~/.cache/phasezoo/datasets")
-
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -74,17 +68,6 @@ DATASETS: dict[str, DatasetInfo] = {
                     kind="text", block_size=1024),
     )
 }
-
-
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The data root: ``data_dir`` if given, else ``$PHASEZOO_DATA``, else ``~/.cache/phasezoo/datasets``.
-
-    ``~`` is expanded and the path made absolute (symlinks are kept as written), so error
-    messages show the exact directory that was searched. An empty env var counts as unset.
-    """
-    if data_dir is None or str(data_dir) == "":
-        data_dir = os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
-    return Path(data_dir).expanduser().absolute()
 
 
 # Small in-process cache: a zoo trains many members from one load. Keyed by (name, root), not by

@@ -65,7 +65,7 @@ class TextData(TensorSplits):
     likewise for ``test_*``. ``vocab_size`` bounds every token id. ``source`` is metadata about
     where the tokens came from (sizes, checksums, versions: JSON-able). ``max_eval`` is how many
     blocks of each split the per-epoch evaluation uses (a fixed random subset,
-    :func:`phasezoo.train.eval_split`; ``None`` = all).
+    :func:`phasezoo.data.batches.eval_split`; ``None`` = all).
 
     Loaded instances are shared through an in-process cache: treat the tensors as read-only.
     Moving memory-mapped data (``openwebtext``: about 9 GB for x and y) off the CPU with ``to``
@@ -628,7 +628,7 @@ def load_openwebtext(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m phasezoo.data.text``: :func:`prepare_openwebtext` into ``<root>/openwebtext``."""
-    from .registry import resolve_data_dir
+    from .base import resolve_data_dir
 
     parser = argparse.ArgumentParser(
         prog="python -m phasezoo.data.text",

@@ -4,7 +4,7 @@ A :class:`VisionData` holds both splits of one image-classification dataset as w
 (N, C, H, W), already scaled to [0, 1] and then standardised per channel with the *train*
 split's statistics. Zoo members are small models trained many times on the same data, so the
 whole dataset lives in memory once and batches are cut from it by index (see
-:func:`phasezoo.data.augment.iterate_batches`) instead of going through a per-sample
+:func:`phasezoo.data.batches.iterate_batches`) instead of going through a per-sample
 ``DataLoader``.
 """
 

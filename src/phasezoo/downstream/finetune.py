@@ -32,7 +32,6 @@ zoo members, and 5 epochs keep a zoo sweep cheap; raise it for absolute numbers)
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,26 +100,6 @@ def _features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torc
     return torch.cat([model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def _train(params, forward, x, y, *, epochs, lr, momentum, weight_decay, batch_size, generator,
-           task, on_epoch_start=None) -> None:
-    from phasezoo.data import iterate_batches
-
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    for _ in range(epochs):
-        if on_epoch_start is not None:
-            on_epoch_start()
-        for xb, yb in iterate_batches(x, y, batch_size, generator=generator):
-            if len(yb) < 2:  # BatchNorm cannot normalise a single sample at 1×1 resolution
-                continue
-            loss = task.loss(forward(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-
-
 def finetune(
     model: nn.Module,
     target: str | TargetTask | tuple,
@@ -148,6 +127,7 @@ def finetune(
     "epochs", "lr", "momentum", "weight_decay", "batch_size", "seed", "num_classes"}``, plus
     ``"model"`` (the fine-tuned copy, eval mode) when ``return_model``.
     """
+    from phasezoo.fit import sgd_cosine_fit
     from phasezoo.tasks import ClassificationTask
 
     if mode not in _DEFAULT_LR:
@@ -169,7 +149,7 @@ def finetune(
     test_x, test_y = test_x.to(device), test_y.to(device)
     generator = torch.Generator().manual_seed(seed)
     hp = dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
-              batch_size=batch_size, generator=generator, task=task)
+              batch_size=batch_size, generator=generator)
 
     if mode == "linear":
         ft.eval()
@@ -178,13 +158,14 @@ def finetune(
         for p in ft.linear.parameters():
             p.requires_grad_(True)
         f_train, f_test = _features(ft, train_x), _features(ft, test_x)
-        _train(list(ft.linear.parameters()), ft.linear, f_train, train_y, **hp)
+        sgd_cosine_fit(ft.linear.parameters(), lambda xb, yb: task.loss(ft.linear(xb), yb), f_train, train_y, **hp)
         for p in ft.parameters():
             p.requires_grad_(True)
         test = task.evaluate(ft.linear, f_test, test_y)
         train = task.evaluate(ft.linear, f_train, train_y)
     else:
-        _train(list(ft.parameters()), ft, train_x, train_y, on_epoch_start=ft.train, **hp)
+        sgd_cosine_fit(ft.parameters(), lambda xb, yb: task.loss(ft(xb), yb), train_x, train_y,
+                       on_epoch_start=ft.train, **hp)
         ft.eval()
         test = task.evaluate(ft, test_x, test_y)
         train = task.evaluate(ft, train_x, train_y)

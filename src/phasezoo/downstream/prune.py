@@ -126,31 +126,19 @@ def prune_and_finetune(
     so the returned model (eval mode) has exactly the sparsity of :func:`magnitude_prune`. Its
     masks are attached as ``model.prune_masks``. ``epochs=0`` returns the pruned model untouched.
     """
-    from phasezoo.data import iterate_batches
+    from phasezoo.fit import sgd_cosine_fit
     from phasezoo.tasks import ClassificationTask
 
     task = task or ClassificationTask()
     pruned, masks = magnitude_prune(model, sparsity, embeddings=embeddings)
     device = next(pruned.parameters()).device
     x, y = x.to(device), y.to(device)
-    generator = torch.Generator().manual_seed(seed)
     if epochs > 0:
-        opt = torch.optim.SGD(pruned.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-        steps = epochs * math.ceil(len(x) / batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
         pruned.train()
-        for _ in range(epochs):
-            for xb, yb in iterate_batches(x, y, batch_size, generator=generator):
-                if len(yb) < 2:  # BatchNorm cannot normalise a single sample at 1×1 resolution
-                    continue
-                if augment is not None:
-                    xb = augment(xb, generator)
-                loss = task.batch_loss(pruned, xb, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                apply_masks(pruned, masks)
+        sgd_cosine_fit(pruned.parameters(), lambda xb, yb: task.batch_loss(pruned, xb, yb), x, y,
+                       epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                       batch_size=batch_size, generator=torch.Generator().manual_seed(seed),
+                       augment=augment, after_step=lambda: apply_masks(pruned, masks))
     pruned.eval()
     pruned.prune_masks = masks
     return pruned

@@ -45,16 +45,16 @@ import pandas as pd
 
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import ZooStore, atomic_write_json, jsonable, read_json
+from phasezoo.data.batches import eval_split
 from phasezoo.tasks import score  # 1 − error, stored under ``acc`` keys in every domain
 
 
 def _member_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.data import load_dataset
     from phasezoo.downstream.finetune import finetune
-    from phasezoo.zoo import load_member
+    from phasezoo.store import load_member
 
     from phasezoo.tasks import task_for
-    from phasezoo.train import eval_split
 
     member_dir, epoch, settings, device, data_dir = args
     model, config = load_member(member_dir, epoch)
@@ -89,7 +89,6 @@ def _prune(model, config: dict, task, data, p: dict, test_x, test_y, base: float
     go to ``acc_without_embeddings`` / ``finetuned_acc_without_embeddings``
     (:mod:`phasezoo.downstream.prune`). ``prunable`` counts the entries each variant ranks."""
     from phasezoo.downstream.prune import has_embeddings, magnitude_prune, prunable_weights, prune_and_finetune
-    from phasezoo.train import eval_split
 
     variants = {"": True, "_without_embeddings": False} if has_embeddings(model) else {"": True}
     out: dict[str, Any] = {"settings": p, "base_acc": base, "prunable": {}}
@@ -115,7 +114,6 @@ def _wise_ft(member_dir: str, config: dict, model, task, data) -> dict:
     from phasezoo.downstream.average import wise_ft_curve
     from phasezoo.spec import WISE_FT_EARLY_FRACTION, wise_ft_early_epoch
     from phasezoo.store import MemberStore
-    from phasezoo.train import eval_split
 
     epochs = int(config["epochs"])
     early = wise_ft_early_epoch(epochs)
@@ -140,11 +138,10 @@ def _cell_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.downstream.ensemble import ensemble_accuracy
     from phasezoo.downstream.rebasin import interpolate
     from phasezoo.landscape.curves import recompute_bn_statistics
-    from phasezoo.zoo import load_member
+    from phasezoo.store import load_member
 
     from phasezoo.downstream.ensemble import ensemble_scores
     from phasezoo.tasks import task_for
-    from phasezoo.train import eval_split
 
     cell, dirs, epoch, device, data_dir = args
     loaded = [load_member(d, epoch) for d in dirs]
@@ -182,8 +179,7 @@ def run_downstream(
 ) -> dict[str, Any]:
     """Run the missing downstream methods on the final epoch of every done member / cell, with
     the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape)."""
-    from phasezoo.executors import run_zoo_jobs
-    from phasezoo.train import resolve_device
+    from phasezoo.executors import resolve_device, run_zoo_jobs
 
     spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
     prof = spec.profile(profile)
@@ -231,6 +227,13 @@ def run_downstream(
 
 def _read(path: Path) -> dict:
     return read_json(path, {})
+
+
+#: the downstream columns of a zoo table (where computed), in the order the book shows them
+DOWNSTREAM_COLUMNS = ("prune_acc_0.5", "prune_acc_0.9", "prune_ft_acc_0.9", "prune_noemb_acc_0.9",
+                      "prune_noemb_ft_acc_0.9", "wise_ft_gain", "wise_ft_alpha", "ensemble_acc",
+                      "ensemble_gain", "rebasin_gain", "naive_avg_gain", "finetune_linear_acc",
+                      "finetune_full_acc")
 
 
 def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFrame:
@@ -293,4 +296,4 @@ def wise_ft_curves(spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFram
                                        "gain_vs_final", "chosen"])
 
 
-__all__ = ["run_downstream", "downstream_columns", "wise_ft_curves"]
+__all__ = ["DOWNSTREAM_COLUMNS", "run_downstream", "downstream_columns", "wise_ft_curves"]

@@ -14,7 +14,7 @@ from phasezoo.landscape.phases import (DEFAULT_THRESHOLDS, PHASES, PhaseThreshol
                                        classify_cells, threshold_sensitivity)
 
 _LAZY = {
-    "hessian_top_eigenvalue": "hessian", "hessian_trace": "hessian", "top_eigenvalue": "hessian",
+    "top_eigenvalue": "hessian",
     "trace": "hessian", "HessianEstimate": "hessian",
     "linear_cka": "cka", "output_cka": "cka", "cell_cka": "cka", "model_outputs": "cka",
     "bezier_mode_connectivity": "curves", "mode_connectivity_value": "curves",

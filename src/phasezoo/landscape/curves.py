@@ -68,7 +68,7 @@ from torch import nn
 
 from torch.func import functional_call
 
-from phasezoo.data import iterate_batches
+from phasezoo.data import steps_per_epoch, train_batches
 from phasezoo.tasks import as_batch_loss
 
 #: learning-rate schedules understood by :func:`curve_lr`
@@ -278,12 +278,6 @@ def _seeds(seed: int) -> tuple[int, int]:
     return int(s_data), int(s_t)
 
 
-def _num_steps(n: int, batch_size: int) -> int:
-    """Steps per epoch: batches of at least 2 samples (a single-sample batch is skipped)."""
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 else 0)
-
-
 def train_curve(
     curve: BezierCurve,
     x: torch.Tensor,
@@ -312,8 +306,7 @@ def train_curve(
     "steps": steps taken, "final_lr": the rate of the last step taken (None if none),
     "diverged_at_step": None or the step with a non-finite loss}``.
     """
-    steps_per_epoch = _num_steps(len(x), batch_size)
-    total = epochs * steps_per_epoch
+    total = epochs * steps_per_epoch(len(x), batch_size)
     losses: list[float] = []
     step_losses: list[float] = []
     if total == 0:
@@ -334,9 +327,7 @@ def train_curve(
     step, diverged, final_lr = 0, None, None
     for _ in range(epochs):
         loss_sum, seen = 0.0, 0
-        for xb, yb in iterate_batches(x, y, batch_size, generator=g_data):
-            if len(yb) < 2:
-                continue
+        for xb, yb in train_batches(x, y, batch_size, generator=g_data):
             t = float(torch.rand((), generator=g_t))
             for group in opt.param_groups:
                 group["lr"] = curve_lr(step, total, lr, schedule)

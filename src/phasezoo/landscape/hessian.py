@@ -274,8 +274,6 @@ __all__ = [
     "TRACE_METHODS",
     "HessianEstimate",
     "HessianOperator",
-    "hessian_top_eigenvalue",
-    "hessian_trace",
     "top_eigenvalue",
     "top_eigenvalue_of",
     "trace",
@@ -552,12 +550,6 @@ def _regroup(batches: list[Batch], chunk_size: int) -> list[Batch] | None:
 def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     """Σ_j ⟨a_j, b_j⟩ accumulated in float64."""
     return float(sum(torch.sum(x.double() * y.double()) for x, y in zip(a, b)))
-
-
-def _dot_batched(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> list[float]:
-    """Per-probe Σ_j ⟨a_j[i], b_j[i]⟩ for tensors with a leading probe dimension."""
-    total = sum((x.double() * y.double()).flatten(1).sum(1) for x, y in zip(a, b))
-    return [float(t) for t in total]  # type: ignore[union-attr]
 
 
 def _gaussian(params: Sequence[torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
@@ -943,43 +935,3 @@ def _sketch(op: Any, gen: torch.Generator, k: int,
     eigs = torch.linalg.eigvalsh((t + t.T) / 2)
     floor = math.sqrt(torch.finfo(dtype).eps) * float(eigs.abs().sum())
     return q, deflated, floor
-
-
-def hessian_top_eigenvalue(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batches: Sequence[Batch],
-    *,
-    max_iter: int = DEFAULT_MAX_ITER,
-    tol: float = 1e-3,
-    seed: int = 0,
-    method: str = DEFAULT_EIG_METHOD,
-    ncv: int = DEFAULT_LANCZOS_NCV,
-    hvp: str = DEFAULT_HVP,
-    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
-) -> float:
-    """The value of :func:`top_eigenvalue` (largest-magnitude eigenvalue, with its sign)."""
-    return top_eigenvalue(model, loss_fn, batches, max_iter=max_iter, tol=tol, seed=seed, method=method,
-                          ncv=ncv, hvp=hvp, chunk_size=chunk_size).value
-
-
-def hessian_trace(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batches: Sequence[Batch],
-    *,
-    max_iter: int = DEFAULT_MAX_ITER,
-    rel_stderr: float | None = DEFAULT_REL_STDERR,
-    min_probes: int = DEFAULT_MIN_PROBES,
-    method: str = DEFAULT_TRACE_METHOD,
-    sketch_size: int | None = None,
-    tol: float = 1e-3,
-    seed: int = 0,
-    hvp: str = DEFAULT_HVP,
-    probe_batch: int = DEFAULT_PROBE_BATCH,
-    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
-) -> float:
-    """The value of :func:`trace` (Hutchinson or Hutch++ estimate of tr(H), Rademacher probes)."""
-    return trace(model, loss_fn, batches, max_iter=max_iter, rel_stderr=rel_stderr, min_probes=min_probes,
-                 method=method, sketch_size=sketch_size, tol=tol, seed=seed, hvp=hvp, probe_batch=probe_batch,
-                 chunk_size=chunk_size).value

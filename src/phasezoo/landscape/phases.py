@@ -604,5 +604,14 @@ def threshold_sensitivity(cells: pd.DataFrame, thresholds: PhaseThresholds,
 
 
 def phase_grid(cells: pd.DataFrame, load: str, temperature: str, column: str = "phase") -> pd.DataFrame:
-    """A load × temperature grid of one cell column (rows: load, columns: temperature)."""
-    return cells.pivot(index=load, columns=temperature, values=column)
+    """A load × temperature grid of one cell column: rows the load values ascending, columns the
+    temperature values ascending, every value present in ``cells`` (so grids of one table align).
+    Several rows of one cell (e.g. one per seed) give its first non-missing value. A categorical
+    column (the phase) comes back with None where a cell has no value, a numeric one with NaN."""
+    df = cells[[load, temperature, column]]
+    grid = df.groupby([load, temperature])[column].first().unstack(temperature)
+    grid = grid.reindex(index=sorted(pd.unique(cells[load].dropna())),
+                        columns=sorted(pd.unique(cells[temperature].dropna())))
+    if pd.api.types.is_numeric_dtype(cells[column]):
+        return grid.astype(float)
+    return grid.astype(object).where(grid.notna(), None)

@@ -57,7 +57,7 @@ class ZooDataset(Dataset):
         flat: bool = True,
         include_buffers: bool = False,
     ):
-        from phasezoo.zoo import zoo_table
+        from phasezoo.analysis.table import zoo_table
 
         self.spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
         self.store = ZooStore(root, self.spec.name, profile)

@@ -509,7 +509,7 @@ def zoo_probe(spec, profile: str, root, *, epoch: int | str = "last", seed: int 
 
     from phasezoo.store import ZooStore
     from phasezoo.wsl.features import zoo_features
-    from phasezoo.zoo import zoo_table
+    from phasezoo.analysis.table import zoo_table
 
     table = zoo_table(spec, profile, root, epoch=epoch)
     table = table[table["status"] == "done"].reset_index(drop=True)

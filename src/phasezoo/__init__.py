@@ -4,6 +4,7 @@ Public API (everything the ``phasezoo`` command does is a function here too):
 
 * :func:`build_model` — a width-scalable architecture by name;
 * :func:`load_spec`, :func:`list_zoos` — validated zoo specs;
+* :class:`Zoo` — one zoo spec at one profile under one root (``Zoo.of(name, profile, root)``);
 * :func:`train_zoo`, :func:`zoo_status`, :func:`zoo_table` — train and inspect a zoo;
 * :func:`load_member` — a stored member's model and config at an epoch;
 * :func:`export_ptmz` — the authors' ray.tune layout.
@@ -19,6 +20,7 @@ _LAZY = {
     "build_model": "phasezoo.models",
     "load_spec": "phasezoo.spec",
     "list_zoos": "phasezoo.spec",
+    "Zoo": "phasezoo.zoo",
     "train_zoo": "phasezoo.zoo",
     "zoo_status": "phasezoo.zoo",
     "zoo_table": "phasezoo.analysis.table",

@@ -446,19 +446,21 @@ def check_cells(cells: pd.DataFrame, ctx: ZooContext, claims: Sequence[Claim] = 
     return pd.DataFrame(rows)
 
 
-def check_claims(specs: Sequence, profile: str, root: str | Path, claims: Sequence[Claim] = CLAIMS,
-                 draws: int = CLAIM_DRAWS) -> pd.DataFrame:
+def check_claims(zoos: Sequence, profile: str | None = None, root: str | Path = "data/zoos",
+                 claims: Sequence[Claim] = CLAIMS, draws: int = CLAIM_DRAWS) -> pd.DataFrame:
     """Every claim on every (trained and measured) zoo: one row per claim and zoo, with the
-    bootstrap interval of each margin (:func:`check_cells`)."""
-    from phasezoo.metrics import zoo_phase_map
+    bootstrap interval of each margin (:func:`check_cells`). ``zoos``: :class:`~phasezoo.zoo.Zoo`
+    handles, or specs / names at ``profile`` under ``root``."""
     from phasezoo.analysis.table import zoo_table
+    from phasezoo.metrics import zoo_phase_map
+    from phasezoo.zoo import Zoo
 
     rows = []
-    for s in specs:
-        members = zoo_table(s, profile, root, phases=False)
-        pm = zoo_phase_map(s, profile, root, members=members)
+    for z in (Zoo.of(s, profile, root) for s in zoos):
+        members = zoo_table(z, phases=False)
+        pm = zoo_phase_map(z, members=members)
         done = members[members["status"] == "done"]
-        rows.append(check_cells(pm.cells, zoo_context(s, profile, pm.thresholds), claims, done, draws=draws))
+        rows.append(check_cells(pm.cells, zoo_context(z.spec, z.profile, pm.thresholds), claims, done, draws=draws))
     return pd.concat(rows, ignore_index=True)
 
 

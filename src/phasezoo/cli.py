@@ -236,10 +236,11 @@ def run(argv: list[str] | None = None) -> int:
 
     from phasezoo import zoo as zoo_ops
 
+    z = zoo_ops.Zoo.of(spec, args.profile, args.root)
     if args.command == "train":
-        results = zoo_ops.train_zoo(spec, args.profile, args.root, device=args.device,
+        results = zoo_ops.train_zoo(z, device=args.device,
                                     workers=args.workers, data_dir=args.data_dir)
-        counts = zoo_ops.zoo_status(spec, args.profile, args.root)
+        counts = zoo_ops.zoo_status(z)
         trained = sum(r.epochs_run for r in results)
         print(f"{spec.name}/{args.profile}: trained {trained} epochs in {len(results)} members; "
               + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -249,7 +250,7 @@ def run(argv: list[str] | None = None) -> int:
         import time
 
         t0 = time.perf_counter()
-        report = zoo_ops.verify_zoo(spec, args.profile, args.root)
+        report = zoo_ops.verify_zoo(z)
         for line in report.problems:
             print(line)
         print(f"{spec.name}/{args.profile}: {report.files} files of {report.members} members checked in "
@@ -258,14 +259,14 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if report.problems else 0
 
     if args.command == "status":
-        counts = zoo_ops.zoo_status(spec, args.profile, args.root)
+        counts = zoo_ops.zoo_status(z)
         print(" ".join(f"{k}={v}" for k, v in counts.items()))
         return 0
 
     if args.command == "table":
         from phasezoo.analysis.table import zoo_table
 
-        df = zoo_table(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch))
+        df = zoo_table(z, epoch=_epoch_arg(args.epoch))
         if not _write_csv(df, args.csv):
             import pandas as pd
 
@@ -279,7 +280,7 @@ def run(argv: list[str] | None = None) -> int:
             raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
         from phasezoo.metrics import compute_metrics
 
-        info = compute_metrics(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch),
+        info = compute_metrics(z, epoch=_epoch_arg(args.epoch),
                                device=args.device, workers=args.workers, data_dir=args.data_dir)
         print(f"{spec.name}/{args.profile} epoch {info['epoch']}: computed {info['tasks']} metric tasks "
               f"in {info['wall_s']:.1f} s (Hessian {info['hessian_task_s']:.1f} s, "
@@ -289,7 +290,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "phases":
         from phasezoo.report import phase_report
 
-        print(phase_report(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch)))
+        print(phase_report(z, epoch=_epoch_arg(args.epoch)))
         return 0
 
     if args.command == "downstream":
@@ -297,7 +298,7 @@ def run(argv: list[str] | None = None) -> int:
             raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
         from phasezoo.downstream.runner import run_downstream
 
-        info = run_downstream(spec, args.profile, args.root, device=args.device,
+        info = run_downstream(z, device=args.device,
                               workers=args.workers, data_dir=args.data_dir)
         print(f"{spec.name}/{args.profile} epoch {info['epoch']}: ran {info['tasks']} downstream tasks "
               f"in {info['wall_s']:.1f} s")
@@ -310,7 +311,7 @@ def run(argv: list[str] | None = None) -> int:
 
         if args.repeats < 1:
             raise PhaseZooError(f"--repeats must be >= 1, got {args.repeats}")
-        props, phase = zoo_probe(spec, args.profile, args.root, epoch=_epoch_arg(args.epoch),
+        props, phase = zoo_probe(z, epoch=_epoch_arg(args.epoch),
                                  seed=args.seed, repeats=args.repeats)
         shown = (*PROBE_CSV_COLUMNS, "r2_test_median", "r2_hparams_median", "beats_hparams", "note") \
             if args.repeats > 1 else \
@@ -348,7 +349,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "export":
         from phasezoo.export import export_ptmz
 
-        n = export_ptmz(spec, args.profile, args.root, args.to)
+        n = export_ptmz(z, to=args.to)
         print(f"exported {n} members to {args.to} (format {args.format})")
         return 0
     raise AssertionError(args.command)

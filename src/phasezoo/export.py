@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.spec import MemberSpec, ZooSpec, load_spec
-from phasezoo.store import ZooStore
+from phasezoo.spec import MemberSpec, ZooSpec
+from phasezoo.zoo import Zoo
 
 
 def ptmz_params(m: MemberSpec) -> dict:
@@ -42,16 +42,19 @@ def ptmz_params(m: MemberSpec) -> dict:
     }
 
 
-def export_ptmz(zoo: str | Path | ZooSpec, profile: str, root: str | Path, to: str | Path) -> int:
+def export_ptmz(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root: str | Path = "data/zoos",
+                to: str | Path | None = None) -> int:
     """Write every member that has results to ``to`` in the ptmz layout; returns the count."""
-    spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
+    z = Zoo.of(zoo, profile, root)
+    if to is None:
+        raise PhaseZooError("export_ptmz needs a destination folder (to=...)")
     to = Path(to)
     if to.exists() and any(to.iterdir()):
         raise PhaseZooError(f"export destination {to} exists and is not empty")
-    store = ZooStore(root, spec.name, profile)
-    members = [m for m in spec.members(profile) if store.member(m.member).read_results()]
+    store = z.store
+    members = [m for m in z.members if store.member(m.member).read_results()]
     if not members:
-        raise PhaseZooError(f"no trained members of {spec.name}/{profile} under {root}")
+        raise PhaseZooError(f"no trained members of {z.name}/{z.profile} under {z.root}")
     for m in members:  # check every file before writing anything
         store.member(m.member).verify(m.to_dict())
     to.parent.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,10 @@ import pandas as pd
 import torch
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
+from phasezoo.spec import MemberSpec, ZooSpec, cell_of
 from phasezoo.data.batches import eval_split, fixed_subset
 from phasezoo.store import MemberStore, ZooStore, as_stored, atomic_write_json, jsonable, read_json
+from phasezoo.zoo import DEFAULT_ROOT, Zoo, member_table
 
 
 def cell_name(member: MemberSpec) -> str:
@@ -42,13 +43,13 @@ def cell_name(member: MemberSpec) -> str:
     return cell_of(member.member)
 
 
-def resolve_epoch(spec: ZooSpec, profile: str, epoch: int | str) -> int:
+def resolve_epoch(zoo: Zoo, epoch: int | str) -> int:
     """``"last"`` is the profile's final epoch; an int must be one of its checkpoint epochs."""
-    t = spec.profile(profile).training
+    t = zoo.settings.training
     if epoch == "last":
         return t.epochs
     if epoch not in t.checkpoint_epochs:
-        raise PhaseZooError(f"epoch {epoch} has no checkpoints in {spec.name}/{profile}; "
+        raise PhaseZooError(f"epoch {epoch} has no checkpoints in {zoo.name}/{zoo.profile}; "
                             f"checkpoint epochs: {', '.join(map(str, t.checkpoint_epochs))}")
     return int(epoch)
 
@@ -173,9 +174,9 @@ def _dispatch(args: tuple) -> tuple[str, str, dict]:
 
 
 def compute_metrics(
-    zoo: str | Path | ZooSpec,
-    profile: str,
-    root: str | Path,
+    zoo: Zoo | str | Path | ZooSpec,
+    profile: str | None = None,
+    root: str | Path = DEFAULT_ROOT,
     *,
     epoch: int | str = "last",
     device: str = "auto",
@@ -190,14 +191,12 @@ def compute_metrics(
     """
     from phasezoo.executors import resolve_device, run_zoo_jobs
 
-    spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
-    prof = spec.profile(profile)
-    ep = resolve_epoch(spec, profile, epoch)
+    z = Zoo.of(zoo, profile, root)
+    ep = resolve_epoch(z, epoch)
     dev = str(resolve_device(device))
-    store = ZooStore(root, spec.name, profile)
-    members = spec.members(profile)
-    done = store.finished(members)
-    settings = {k: dict(v) for k, v in prof.metrics.items()}
+    store = z.store
+    done = store.finished(list(z.members))
+    settings = {k: dict(v) for k, v in z.settings.metrics.items()}
     pair_settings = {"cka": settings["cka"], "mode_connectivity": settings["mode_connectivity"]}
     key = str(ep)
 
@@ -244,18 +243,17 @@ def compute_metrics(
             data.setdefault(key, {})[pair] = result
             atomic_write_json(store.dir / "cells" / f"{cell}.json", data)
             times["pair"] += result["cka"]["time_s"] + result["mc"]["time_s"]
-    counts = write_phase_map(spec, profile, root, ep) if done else {}
+    counts = write_phase_map(z, ep) if done else {}
     return {"epoch": ep, "tasks": ran, "wall_s": time.perf_counter() - t0,
             "hessian_task_s": times["hessian"], "pair_task_s": times["pair"], "phases": counts}
 
 
-def write_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int) -> dict[str, int]:
+def write_phase_map(zoo: Zoo, epoch: int) -> dict[str, int]:
     """Store the phase map of ``epoch`` (thresholds, how each was calibrated, every cell's label
     and confidence) in the zoo's ``phases.json`` under ``"<epoch>"``; returns the phase counts.
     Unchanged maps are not rewritten."""
-    store = ZooStore(root, spec.name, profile)
-    pm = zoo_phase_map(spec, profile, root, epoch)
-    path = store.dir / "phases.json"
+    pm = zoo_phase_map(zoo, epoch=epoch)
+    path = zoo.store.dir / "phases.json"
     data = read_json(path, {})
     record = as_stored(jsonable(pm.to_dict()))
     if data.get(str(epoch)) != record:
@@ -307,11 +305,11 @@ PAIR_COLUMNS = ("cka", "cka_chance", "cka_paper", "cka_paper_chance", "mc_error"
 METRIC_COLUMNS = (*MEMBER_METRIC_COLUMNS, *PAIR_COLUMNS, "curve_converged", "phase", "phase_confidence")
 
 
-def _metrics_key(spec: ZooSpec, profile: str, epoch: int | str) -> str | None:
+def _metrics_key(zoo: Zoo, epoch: int | str) -> str | None:
     """The key metrics are stored under for ``epoch``; None for an epoch without checkpoints
     (it has no metrics)."""
     try:
-        return str(resolve_epoch(spec, profile, epoch))
+        return str(resolve_epoch(zoo, epoch))
     except PhaseZooError:
         return None
 
@@ -339,16 +337,17 @@ def _pair_row(p: dict, rule: dict) -> dict[str, Any]:
             "curve_steps": mc.get("settings", {}).get("steps", math.nan)}
 
 
-def pair_table(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> pd.DataFrame:
+def pair_table(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root: str | Path = DEFAULT_ROOT,
+               *, epoch: int | str = "last") -> pd.DataFrame:
     """One row per measured seed pair: the cell's grid coordinates, ``cell``, ``seed_a``,
     ``seed_b``, the CKA values (:func:`cka_record`), the four mc values and the curve's
     diagnostics (``curve_converged``, ``loss_mid_before`` / ``loss_mid_after``: the loss at
     t = 0.5 before and after curve training, ``curve_loss_end``, ``curve_steps``)."""
-    store = ZooStore(root, spec.name, profile)
-    key = _metrics_key(spec, profile, epoch)
-    load, temp = spec.load_axis, spec.temperature_axis
-    coords = {cell_name(m): (m.axis_value(load), m.axis_value(temp)) for m in spec.members(profile)}
-    rule = spec.profile(profile).metrics["mode_connectivity"]
+    z = Zoo.of(zoo, profile, root)
+    store, key = z.store, _metrics_key(z, epoch)
+    load, temp = z.load_axis, z.temperature_axis
+    coords = {cell_name(m): (m.axis_value(load), m.axis_value(temp)) for m in z.members}
+    rule = z.settings.metrics["mode_connectivity"]
     rows = []
     for cell, (lv, tv) in coords.items():
         for name, p in (_read_cell(store, cell).get(key, {}) if key else {}).items():
@@ -359,30 +358,29 @@ def pair_table(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str =
     return pd.DataFrame(rows, columns=cols)
 
 
-def zoo_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last",
-                  members: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None):
+def zoo_phase_map(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root: str | Path = DEFAULT_ROOT,
+                  *, epoch: int | str = "last", members: pd.DataFrame | None = None,
+                  pairs: pd.DataFrame | None = None):
     """The :class:`~phasezoo.landscape.phases.PhaseMap` of a stored zoo: thresholds calibrated
     from its done members and seed pairs (the spec's ``phases`` fix any it names), labels and
     their bootstrap confidence. ``members`` (a member table with the metric columns) and
     ``pairs`` (:func:`pair_table`): pass them if already built; otherwise they are read (the
     table without its phase columns, which would be this very map)."""
     from phasezoo.landscape.phases import phase_map
-    from phasezoo.zoo import member_table
 
+    z = Zoo.of(zoo, profile, root)
     if members is None:
-        members = attach_metrics(member_table(spec, profile, root, epoch=epoch), spec, profile, root,
-                                 epoch, phases=False)
+        members = attach_metrics(member_table(z, epoch=epoch), z, epoch, phases=False)
     if pairs is None:
-        pairs = pair_table(spec, profile, root, epoch)
+        pairs = pair_table(z, epoch=epoch)
     done = members[members["status"] == "done"]
     init = done["train_loss_init"].dropna() if "train_loss_init" in done else pd.Series(dtype=float)
     return phase_map(done.drop(columns=[c for c in ("phase", "phase_confidence") if c in done]),
-                     pairs, spec.load_axis, spec.temperature_axis,
-                     spec.profile(profile).phases, init_loss=float(init.median()) if len(init) else math.nan)
+                     pairs, z.load_axis, z.temperature_axis,
+                     z.settings.phases, init_loss=float(init.median()) if len(init) else math.nan)
 
 
-def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path,
-                   epoch: int | str = "last", phases: bool = True) -> pd.DataFrame:
+def attach_metrics(df: pd.DataFrame, zoo: Zoo, epoch: int | str = "last", phases: bool = True) -> pd.DataFrame:
     """Add the metric columns to a member table (NaN where not computed) and the cell's phase.
 
     Member columns: ``hessian_top_eig``, ``hessian_trace``, ``hessian_trace_stderr``. Cell
@@ -394,10 +392,9 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
     ``curve_converged`` (every pair's curve converged), and ``phase`` / ``phase_confidence`` from
     :func:`zoo_phase_map` (left empty with ``phases=False``).
     """
-    store = ZooStore(root, spec.name, profile)
-    key = _metrics_key(spec, profile, epoch)
+    store, key = zoo.store, _metrics_key(zoo, epoch)
     df = df.copy()
-    members = {m.member: m for m in spec.members(profile)}
+    members = {m.member: m for m in zoo.members}
     vals = {c: [] for c in MEMBER_METRIC_COLUMNS}
     for name in df["member"]:
         rec = _read_member_metrics(store.member(name)).get(key, {}) if key else {}
@@ -407,7 +404,7 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
         vals["hessian_trace_stderr"].append(math.nan if tr.get("stderr") is None else tr["stderr"])
     for c, v in vals.items():
         df[c] = pd.array(v, dtype=float)
-    pairs = pair_table(spec, profile, root, epoch)
+    pairs = pair_table(zoo, epoch=epoch)
     df["_cell"] = [cell_name(members[n]) for n in df["member"]]
     for col in PAIR_COLUMNS:
         df[col] = math.nan
@@ -423,8 +420,8 @@ def attach_metrics(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Pa
     df["phase"] = None
     df["phase_confidence"] = math.nan
     if phases and (df["status"] == "done").any() and len(pairs):
-        pm = zoo_phase_map(spec, profile, root, epoch, members=df, pairs=pairs)
-        load, temp = spec.load_axis, spec.temperature_axis
+        pm = zoo_phase_map(zoo, epoch=epoch, members=df, pairs=pairs)
+        load, temp = zoo.load_axis, zoo.temperature_axis
         lookup = {(r[load], r[temp]): (r["phase"], r["phase_confidence"]) for _, r in pm.cells.iterrows()}
         got = [lookup.get((a, b), (None, math.nan)) for a, b in zip(df[load], df[temp])]
         df["phase"] = [g[0] for g in got]

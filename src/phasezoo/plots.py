@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from phasezoo.spec import ZooSpec
+    from phasezoo.zoo import Zoo
 
 Segment = tuple[tuple[float, float], tuple[float, float]]
 
@@ -298,16 +299,19 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     return fig
 
 
-def zoo_phase_plot(spec: "ZooSpec", profile: str, root: str | Path, *, epoch: int | str = "last",
+def zoo_phase_plot(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None,
+                   root: str | Path = "data/zoos", *, epoch: int | str = "last",
                    metrics: Sequence[str] | None = None) -> "Figure":
     """:func:`phase_plot` of a stored zoo's cells (:func:`phasezoo.report.zoo_cells`), titled
     ``"<zoo>/<profile>"``; the mode-connectivity panel uses the profile's phase ``mc_metric``."""
+    # imported here: the stored-zoo layers (torch, the store) are not needed to draw a table
     from phasezoo.report import zoo_cells
+    from phasezoo.zoo import Zoo
 
-    cells = zoo_cells(spec, profile, root, epoch)
-    mc_metric = spec.profile(profile).phases.mc_column
-    return phase_plot(cells, spec.load_axis, spec.temperature_axis, metrics,
-                      title=f"{spec.name}/{profile}", mc_metric=mc_metric)
+    z = Zoo.of(zoo, profile, root)
+    cells = zoo_cells(z, epoch=epoch)
+    return phase_plot(cells, z.load_axis, z.temperature_axis, metrics,
+                      title=f"{z.name}/{z.profile}", mc_metric=z.settings.phases.mc_column)
 
 
 #: the panels of the cross-zoo comparison (the paper's Figure 4); "mc" is each zoo's phase mc metric

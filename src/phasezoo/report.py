@@ -11,22 +11,25 @@ from phasezoo.downstream.runner import DOWNSTREAM_COLUMNS
 from phasezoo.landscape.phases import phase_grid, threshold_sensitivity
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import ZooSpec
+from phasezoo.zoo import DEFAULT_ROOT, Zoo
 
 
-def zoo_cells(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> pd.DataFrame:
+def zoo_cells(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None, root: str | Path = DEFAULT_ROOT,
+              *, epoch: int | str = "last") -> pd.DataFrame:
     """One row per grid cell: seed-averaged results and metrics of its done members, its phase,
     the alternative labels and the label's confidence, downstream results included
     (:func:`phasezoo.analysis.table.full_phase_map`)."""
     from phasezoo.analysis.table import full_phase_map
 
-    return full_phase_map(spec, profile, root, epoch).cells
+    return full_phase_map(zoo, profile, root, epoch=epoch).cells
 
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last") -> str:
+def phase_report(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None, root: str | Path = DEFAULT_ROOT,
+                 *, epoch: int | str = "last") -> str:
     """The phase map (rows: load, columns: temperature) and each label's confidence, the phase
     counts (unassigned and confident cells included), the coverage of the five phases with the
     evidence for each absent one (:meth:`PhaseMap.coverage`), the thresholds and how each was
@@ -35,10 +38,12 @@ def phase_report(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str
     from phasezoo.analysis.table import full_phase_map
     from phasezoo.landscape.phases import ALTERNATIVE_NAMES, ALTERNATIVES, CONFIDENT
 
-    pm = full_phase_map(spec, profile, root, epoch)
+    z = Zoo.of(zoo, profile, root)
+    spec, profile = z.spec, z.profile
+    pm = full_phase_map(z, epoch=epoch)
     cells = pm.cells
     if cells.empty:
-        raise PhaseZooError(f"{spec.name}/{profile} has no finished member under {root}; "
+        raise PhaseZooError(f"{spec.name}/{profile} has no finished member under {z.root}; "
                             "run `phasezoo train` first")
     if not cells[["hessian_trace", "cka"]].notna().any().any():
         raise PhaseZooError(f"{spec.name}/{profile} has no loss-landscape metrics at epoch {epoch}; "

@@ -1,6 +1,9 @@
-"""Zoo-level operations: train a grid resumably, verify it, count states, list members' results.
+"""The :class:`Zoo` handle (one zoo spec at one profile under one root) and the zoo-level
+operations on it: train a grid resumably, verify it, count states, list members' results.
 
-These are the plain-Python faces of the ``phasezoo`` commands. Everything that can be checked
+Every operation on a stored zoo takes a :class:`Zoo`, or what :meth:`Zoo.of` makes one from
+(a zoo name, a YAML path or a spec, then the profile and the root). These are the plain-Python
+faces of the ``phasezoo`` commands. Everything that can be checked
 before training starts (spec, dataset files, existing members' files) is checked first, so a bad
 request fails with one line and writes nothing.
 """
@@ -8,22 +11,86 @@ request fails with one line and writes nothing.
 from __future__ import annotations
 
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.spec import MemberSpec, ZooSpec, load_spec
+from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import STATES, ZooStore, read_json
 
 DEFAULT_ROOT = Path("data/zoos")
 
 
-def _as_spec(zoo: str | Path | ZooSpec) -> ZooSpec:
-    return zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
+@dataclass(frozen=True)
+class Zoo:
+    """One zoo at one profile under one root: its spec, the profile's settings, its store, its
+    planned members and their grid cells. Build it with :meth:`of`."""
+
+    spec: ZooSpec
+    profile: str
+    root: Path
+
+    @classmethod
+    def of(cls, zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None,
+           root: str | Path = DEFAULT_ROOT) -> "Zoo":
+        """``zoo`` itself if it is a :class:`Zoo` (then ``profile``, if given, must be its
+        profile); else the spec of ``zoo`` (a name, a YAML path or a :class:`ZooSpec`) at
+        ``profile`` under ``root``. An unknown zoo or profile is a one-line error."""
+        if isinstance(zoo, Zoo):
+            if profile is not None and profile != zoo.profile:
+                raise PhaseZooError(f"{zoo.name}/{zoo.profile} was given with profile {profile!r}")
+            return zoo
+        if profile is None:
+            raise PhaseZooError("a profile is needed (paper, mini or smoke)")
+        spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
+        spec.profile(profile)  # an unknown profile fails here, naming the ones there are
+        return cls(spec, profile, Path(root))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def load_axis(self) -> str:
+        return self.spec.load_axis
+
+    @property
+    def temperature_axis(self) -> str:
+        return self.spec.temperature_axis
+
+    @cached_property
+    def settings(self) -> ProfileSpec:
+        """The profile's grid, training, metric, phase and downstream settings."""
+        return self.spec.profile(self.profile)
+
+    @property
+    def final_epoch(self) -> int:
+        return self.settings.training.epochs
+
+    @cached_property
+    def store(self) -> ZooStore:
+        return ZooStore(self.root, self.spec.name, self.profile)
+
+    @cached_property
+    def members(self) -> tuple[MemberSpec, ...]:
+        """The planned members, load-major, then temperature, then seed."""
+        return tuple(self.spec.members(self.profile))
+
+    @cached_property
+    def cells(self) -> dict[str, tuple[MemberSpec, ...]]:
+        """Grid cell (its folder name without the seed) -> its planned members, in plan order."""
+        out: dict[str, list[MemberSpec]] = defaultdict(list)
+        for m in self.members:
+            out[cell_of(m.member)].append(m)
+        return {c: tuple(ms) for c, ms in out.items()}
+
+    def member_dir(self, member: str | MemberSpec) -> Path:
+        return self.store.member(member if isinstance(member, str) else member.member).dir
 
 
 def _verify_existing(store: ZooStore, members: list[MemberSpec]) -> None:
@@ -50,8 +117,8 @@ def _train_task(args: tuple) -> Any:
 
 
 def train_zoo(
-    zoo: str | Path | ZooSpec,
-    profile: str,
+    zoo: "Zoo | str | Path | ZooSpec",
+    profile: str | None = None,
     root: str | Path = DEFAULT_ROOT,
     *,
     device: str = "auto",
@@ -73,10 +140,9 @@ def train_zoo(
     from phasezoo.executors import resolve_device, run_zoo_jobs
     from phasezoo.train import check_fits_memory
 
-    spec = _as_spec(zoo)
-    members = spec.members(profile)
+    z = Zoo.of(zoo, profile, root)
+    spec, members, store = z.spec, list(z.members), z.store
     dev = resolve_device(device)
-    store = ZooStore(root, spec.name, profile)
     bars = progress is not False and (progress or sys.stderr.isatty())
 
     def plan() -> tuple[list, list[str]]:
@@ -90,7 +156,7 @@ def train_zoo(
         check_fits_memory([MemberSpec.from_dict(t[0]) for t in tasks], dev, workers)
 
     def begin() -> None:
-        store.write_spec({"zoo": spec.name, "profile": profile, "source": Path(spec.source).name,
+        store.write_spec({"zoo": spec.name, "profile": z.profile, "source": Path(spec.source).name,
                           "members": [m.member for m in members]})
 
     results = []
@@ -112,7 +178,8 @@ class VerifyReport:
     files: int
 
 
-def verify_zoo(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT) -> VerifyReport:
+def verify_zoo(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None,
+               root: str | Path = DEFAULT_ROOT) -> VerifyReport:
     """Check every stored file of a zoo without changing anything (``phasezoo verify``).
 
     Per member: every file's sha256, the config against the spec, results epochs 0..N each
@@ -120,12 +187,11 @@ def verify_zoo(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAU
     (:meth:`phasezoo.store.MemberStore.problems`); per zoo: ``zoo.json`` and the cell files of
     the metrics and downstream runs. Folders that the plan does not name are reported too. A
     zoo with no member folder at all is an error (not trained)."""
-    spec = _as_spec(zoo)
-    store = ZooStore(root, spec.name, profile)
-    members = spec.members(profile)
+    z = Zoo.of(zoo, profile, root)
+    spec, store, members = z.spec, z.store, z.members
     present = [m for m in members if store.member(m.member).dir.exists()]
     if not present:
-        raise PhaseZooError(f"{spec.name}/{profile} is not trained under {root}: no member folder; "
+        raise PhaseZooError(f"{spec.name}/{z.profile} is not trained under {z.root}: no member folder; "
                             "run `phasezoo train` first")
     problems: list[str] = []
     files = 0
@@ -143,15 +209,15 @@ def verify_zoo(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAU
                 problems.append(str(e))
     for d in sorted(p for p in store.dir.iterdir() if p.is_dir() and p.name != "cells"):
         if d.name not in planned:
-            problems.append(f"{d}: a member folder the plan of {spec.name}/{profile} does not name")
+            problems.append(f"{d}: a member folder the plan of {spec.name}/{z.profile} does not name")
     return VerifyReport(problems, len(present), files)
 
 
-def zoo_status(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT) -> dict[str, int]:
+def zoo_status(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None,
+               root: str | Path = DEFAULT_ROOT) -> dict[str, int]:
     """Counts of members that are done, partial, pending and diverged."""
-    spec = _as_spec(zoo)
-    store = ZooStore(root, spec.name, profile)
-    counts = Counter(store.member(m.member).state() for m in spec.members(profile))
+    z = Zoo.of(zoo, profile, root)
+    counts = Counter(z.store.member(m.member).state() for m in z.members)
     return {s: counts.get(s, 0) for s in STATES}
 
 
@@ -162,7 +228,8 @@ TABLE_RESULT_COLUMNS = ("train_loss", "train_acc", "train_error", "test_loss", "
 
 
 def member_table(
-    zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last",
+    zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None, root: str | Path = DEFAULT_ROOT, *,
+    epoch: int | str = "last",
 ) -> pd.DataFrame:
     """One row per planned member: its grid coordinates, status and results at ``epoch``
     (``"last"``: each member's last recorded epoch), from the store alone. Missing values are
@@ -174,11 +241,11 @@ def member_table(
     the zoo (e.g. ``model_dim``, ``beta``) are columns too. ``train_loss_init`` is the train
     loss before training (epoch 0).
     """
-    spec = _as_spec(zoo)
-    store = ZooStore(root, spec.name, profile)
+    z = Zoo.of(zoo, profile, root)
+    spec, store = z.spec, z.store
     rows = []
     recorded: set[int] = set()
-    for m in spec.members(profile):
+    for m in z.members:
         ms = store.member(m.member)
         row: dict[str, Any] = {k: getattr(m, k) for k in TABLE_CONFIG_COLUMNS}
         row.update({k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)})
@@ -194,7 +261,7 @@ def member_table(
             # the configured rate (a grid axis for PINNs), the record's goes to "lr_last"
             row.update({("lr_last" if k == "lr" else k): v for k, v in chosen.items()})
         rows.append(row)
-    check_recorded(spec, profile, root, recorded, epoch)
+    check_recorded(z, recorded, epoch)
     df = pd.DataFrame(rows)
     for col in ("epoch", "train_loss_init", *TABLE_RESULT_COLUMNS):
         if col not in df:
@@ -207,27 +274,27 @@ def member_table(
     return df
 
 
-def check_recorded(spec: ZooSpec, profile: str, root: str | Path, recorded: set[int],
-                   epoch: int | str = "last") -> None:
-    """Raise a one-line error when no member of the zoo has results (not trained under
-    ``root``) or when no member recorded ``epoch``."""
+def check_recorded(zoo: Zoo, recorded: set[int], epoch: int | str = "last") -> None:
+    """Raise a one-line error when no member of the zoo has results (not trained under its
+    root) or when no member recorded ``epoch``."""
     if not recorded:
-        raise PhaseZooError(f"{spec.name}/{profile} is not trained under {root}: no member has "
+        raise PhaseZooError(f"{zoo.name}/{zoo.profile} is not trained under {zoo.root}: no member has "
                             "results; run `phasezoo train` first")
     if epoch != "last" and epoch not in recorded:
-        raise PhaseZooError(f"epoch {epoch} was not recorded in {spec.name}/{profile}; recorded "
+        raise PhaseZooError(f"epoch {epoch} was not recorded in {zoo.name}/{zoo.profile}; recorded "
                             f"epochs: {min(recorded)}..{max(recorded)}")
 
 
-def zoo_history(zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
+def zoo_history(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None,
+                root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
     """Every recorded epoch of every member: one row per (member, epoch) with the member's grid
     coordinates (the zoo's axis names, e.g. ``model_dim``, ``beta``), ``seed``, ``status`` and the
     results line (``train_loss``, ``test_acc`` / ``test_error`` / ``test_ppl``, ``lr``, ...).
     The learning curves of the book are drawn from it."""
-    spec = _as_spec(zoo)
-    store = ZooStore(root, spec.name, profile)
+    z = Zoo.of(zoo, profile, root)
+    spec, store = z.spec, z.store
     rows = []
-    for m in spec.members(profile):
+    for m in z.members:
         ms = store.member(m.member)
         base = {"member": m.member, "seed": m.seed, "status": ms.state(),
                 **{k: m.axis_value(k) for k in (spec.load_axis, spec.temperature_axis)}}

@@ -15,15 +15,15 @@ import pandas as pd
 
 from phasezoo.downstream.runner import downstream_columns
 from phasezoo.metrics import attach_metrics, zoo_phase_map
-from phasezoo.spec import ZooSpec, load_spec
-from phasezoo.zoo import DEFAULT_ROOT, member_table
+from phasezoo.spec import ZooSpec
+from phasezoo.zoo import DEFAULT_ROOT, Zoo, member_table
 
 __all__ = ["full_phase_map", "zoo_table"]
 
 
 def zoo_table(
-    zoo: str | Path | ZooSpec, profile: str, root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last",
-    phases: bool = True,
+    zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root: str | Path = DEFAULT_ROOT, *,
+    epoch: int | str = "last", phases: bool = True,
 ) -> pd.DataFrame:
     """One row per planned member: its grid coordinates, status and results at ``epoch``
     (``"last"``: each member's last recorded epoch; :func:`phasezoo.zoo.member_table`), then
@@ -34,15 +34,15 @@ def zoo_table(
     and at the final epoch the downstream columns (:func:`phasezoo.downstream.runner.downstream_columns`).
     Missing values are NaN.
     """
-    spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
-    df = attach_metrics(member_table(spec, profile, root, epoch=epoch), spec, profile, root, epoch, phases=phases)
-    final = epoch in ("last", spec.profile(profile).training.epochs)
-    return downstream_columns(df, spec, profile, root) if final else df
+    z = Zoo.of(zoo, profile, root)
+    df = attach_metrics(member_table(z, epoch=epoch), z, epoch, phases=phases)
+    return downstream_columns(df, z) if epoch in ("last", z.final_epoch) else df
 
 
-def full_phase_map(spec: ZooSpec, profile: str, root: str | Path, epoch: int | str = "last"):
+def full_phase_map(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None,
+                   root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last"):
     """The zoo's :class:`~phasezoo.landscape.phases.PhaseMap` (:func:`phasezoo.metrics.zoo_phase_map`)
     with every numeric column of :func:`zoo_table` averaged into its cells, the downstream
     results included: what the plots, reports and claims of a zoo read."""
-    members = zoo_table(spec, profile, root, epoch=epoch, phases=False)
-    return zoo_phase_map(spec, profile, root, epoch, members=members)
+    z = Zoo.of(zoo, profile, root)
+    return zoo_phase_map(z, epoch=epoch, members=zoo_table(z, epoch=epoch, phases=False))

@@ -43,8 +43,9 @@ from typing import Any
 
 import pandas as pd
 
-from phasezoo.spec import MemberSpec, ZooSpec, cell_of, load_spec
-from phasezoo.store import ZooStore, atomic_write_json, jsonable, read_json
+from phasezoo.spec import MemberSpec, ZooSpec, cell_of
+from phasezoo.store import atomic_write_json, jsonable, read_json
+from phasezoo.zoo import DEFAULT_ROOT, Zoo
 from phasezoo.data.batches import eval_split
 from phasezoo.tasks import score  # 1 − error, stored under ``acc`` keys in every domain
 
@@ -173,7 +174,8 @@ def _dispatch(args: tuple) -> tuple[str, str, dict]:
 
 
 def run_downstream(
-    zoo: str | Path | ZooSpec, profile: str, root: str | Path, *, device: str = "auto",
+    zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root: str | Path = DEFAULT_ROOT, *,
+    device: str = "auto",
     workers: int = 1, data_dir: str | Path | None = None, progress: bool | None = None,
     settings: dict | None = None,
 ) -> dict[str, Any]:
@@ -181,13 +183,12 @@ def run_downstream(
     the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape)."""
     from phasezoo.executors import resolve_device, run_zoo_jobs
 
-    spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
-    prof = spec.profile(profile)
-    epoch = prof.training.epochs
+    z = Zoo.of(zoo, profile, root)
+    epoch = z.final_epoch
     dev = str(resolve_device(device))
-    settings = settings or {k: dict(v) for k, v in prof.downstream.items()}
-    store = ZooStore(root, spec.name, profile)
-    done = store.finished(spec.members(profile))
+    settings = settings or {k: dict(v) for k, v in z.settings.downstream.items()}
+    store = z.store
+    done = store.finished(list(z.members))
     key, skey = str(epoch), json.dumps(settings, sort_keys=True)
 
     def plan() -> tuple[list[tuple], list[str]]:
@@ -236,15 +237,14 @@ DOWNSTREAM_COLUMNS = ("prune_acc_0.5", "prune_acc_0.9", "prune_ft_acc_0.9", "pru
                       "finetune_full_acc")
 
 
-def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFrame:
+def downstream_columns(df: pd.DataFrame, zoo: Zoo) -> pd.DataFrame:
     """Add the downstream columns (NaN where not run) to a member table:
     ``prune_acc_<s>``, ``prune_ft_acc_<s>`` (embeddings pruned too), ``prune_noemb_acc_<s>``,
     ``prune_noemb_ft_acc_<s>`` (models with embeddings: without them), ``wise_ft_gain``,
     ``wise_ft_alpha``, ``finetune_linear_acc``,
     ``finetune_full_acc`` per member; ``ensemble_acc``, ``ensemble_gain``, ``rebasin_gain``,
     ``naive_avg_gain`` per cell (means over the cell's seed pairs)."""
-    store = ZooStore(root, spec.name, profile)
-    key = str(spec.profile(profile).training.epochs)
+    store, key = zoo.store, str(zoo.final_epoch)
     rows = []
     for name in df["member"]:
         rec = _read(store.member(name).dir / "downstream.json").get(key)
@@ -276,15 +276,16 @@ def downstream_columns(df: pd.DataFrame, spec: ZooSpec, profile: str, root: str 
     return pd.concat([df, extra], axis=1) if len(extra.columns) else df
 
 
-def wise_ft_curves(spec: ZooSpec, profile: str, root: str | Path) -> pd.DataFrame:
+def wise_ft_curves(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None,
+                   root: str | Path = DEFAULT_ROOT) -> pd.DataFrame:
     """The stored Wise-FT curves of a zoo's members, one row per member and α: ``member``,
     ``alpha``, ``train_loss``, ``train_acc``, ``test_acc``, ``gain_vs_final`` (test score minus
     the final model's), ``chosen`` (the α picked on the train loss). Members without a curve
     (not run, or skipped: no early checkpoint) are absent."""
-    store = ZooStore(root, spec.name, profile)
-    key = str(spec.profile(profile).training.epochs)
+    z = Zoo.of(zoo, profile, root)
+    store, key = z.store, str(z.final_epoch)
     rows = []
-    for m in spec.members(profile):
+    for m in z.members:
         w = _read(store.member(m.member).dir / "downstream.json").get(key, {}).get("wise_ft", {})
         if "alphas" not in w:
             continue

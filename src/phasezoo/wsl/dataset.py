@@ -24,8 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.spec import ZooSpec, load_spec
-from phasezoo.store import ZooStore
+from phasezoo.spec import ZooSpec
+from phasezoo.zoo import Zoo
 from phasezoo.wsl.features import _is_parameter
 
 #: properties attached to each item (NaN where not computed)
@@ -47,9 +47,9 @@ class ZooDataset(Dataset):
 
     def __init__(
         self,
-        zoo: str | Path | ZooSpec,
-        profile: str,
-        root: str | Path,
+        zoo: Zoo | str | Path | ZooSpec,
+        profile: str | None = None,
+        root: str | Path = "data/zoos",
         *,
         epoch: int | str = "last",
         phases: Sequence[str] | None = None,
@@ -59,10 +59,10 @@ class ZooDataset(Dataset):
     ):
         from phasezoo.analysis.table import zoo_table
 
-        self.spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
-        self.store = ZooStore(root, self.spec.name, profile)
+        self.zoo = Zoo.of(zoo, profile, root)
+        self.spec, self.store = self.zoo.spec, self.zoo.store
         self.epoch, self.flat, self.include_buffers = epoch, flat, include_buffers
-        table = zoo_table(self.spec, profile, root, epoch=epoch)
+        table = zoo_table(self.zoo, epoch=epoch)
         keep = table["status"].isin(list(status))
         if phases is not None:
             keep &= table["phase"].isin(list(phases))
@@ -71,7 +71,7 @@ class ZooDataset(Dataset):
             have = [epoch in self.store.member(m).checkpoint_epochs() for m in self.table["member"]]
             self.table = self.table[have].reset_index(drop=True)
         if self.table.empty:
-            raise PhaseZooError(f"no members of {self.spec.name}/{profile} under {root} match "
+            raise PhaseZooError(f"no members of {self.spec.name}/{self.zoo.profile} under {self.zoo.root} match "
                                 f"epoch={epoch}, phases={phases}, status={list(status)}")
 
     def __len__(self) -> int:

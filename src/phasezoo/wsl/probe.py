@@ -498,30 +498,30 @@ def repeated_phase_probe(features: pd.DataFrame, labels: pd.Series, groups: pd.S
             "n_train": first["n_train"], "n_test": first["n_test"], "majority_class": first["majority_class"]}
 
 
-def zoo_probe(spec, profile: str, root, *, epoch: int | str = "last", seed: int = 0,
+def zoo_probe(zoo, profile: str | None = None, root="data/zoos", *, epoch: int | str = "last", seed: int = 0,
               test_size: float = 0.3, repeats: int = PROBE_REPEATS) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The probe of a stored zoo (``phasezoo probe``): weight statistics of every done member at
     ``epoch`` -> R² per property on held-out grid cells over ``repeats`` random cell splits,
     beside the hyper-parameter baseline (:func:`repeated_probe`), and the phase-label accuracy
     against the majority-class baseline (:func:`repeated_phase_probe`). ``repeats=1`` with
     ``seed`` gives the single split of that seed. Returns ``(per-property table, phase result)``."""
-    from pathlib import Path
-
-    from phasezoo.store import ZooStore
-    from phasezoo.wsl.features import zoo_features
     from phasezoo.analysis.table import zoo_table
+    from phasezoo.wsl.features import zoo_features
+    from phasezoo.zoo import Zoo
 
-    table = zoo_table(spec, profile, root, epoch=epoch)
+    z = Zoo.of(zoo, profile, root)
+    spec = z.spec
+    table = zoo_table(z, epoch=epoch)
     table = table[table["status"] == "done"].reset_index(drop=True)
     if table.empty:
-        raise PhaseZooError(f"no finished members of {spec.name}/{profile} under {root}")
-    zdir = ZooStore(Path(root), spec.name, profile).dir
+        raise PhaseZooError(f"no finished members of {spec.name}/{z.profile} under {z.root}")
+    zdir = z.store.dir
     features = zoo_features([zdir / m for m in table["member"]], epoch=epoch)
     # the task's quality (test accuracy; a PINN's test error) and the zoo's mc metric (mc_loss
     # for the language models, as the paper)
     from phasezoo.report import quality_column
 
-    mc = spec.profile(profile).phases.mc_metric
+    mc = z.settings.phases.mc_metric
     properties = tuple(quality_column(table) if p == "test_acc" else mc if p == "mc_error" else p
                        for p in DEFAULT_PROPERTIES)
     if repeats > 1:

@@ -276,8 +276,6 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "metrics":
-        if args.workers < 1:
-            raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
         from phasezoo.metrics import compute_metrics
 
         info = compute_metrics(z, epoch=_epoch_arg(args.epoch),
@@ -294,8 +292,6 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "downstream":
-        if args.workers < 1:
-            raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
         from phasezoo.downstream.runner import run_downstream
 
         info = run_downstream(z, device=args.device,

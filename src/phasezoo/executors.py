@@ -5,8 +5,10 @@ in any order. The runner does not care where the work happens, so a Ray executor
 scale, clusters) slots in beside these two without touching the training code.
 
 :func:`run_zoo_jobs` is the resumable skeleton ``train``, ``metrics`` and ``downstream`` share
-(plan, verify, lock, re-plan, run); its loop, :func:`run_jobs`, times each task where it runs,
-reports progress (:mod:`phasezoo.progress`) and turns a crashed worker into one line.
+(plan, verify, lock, re-plan, run) over typed :class:`Job` s; its loop, :func:`run_jobs`, times
+each job where it runs, reports progress (:mod:`phasezoo.progress`) and turns a crashed worker
+into one line. :func:`settings_key` is the one canonical form of the settings a stored result
+was computed with.
 
 External programs (``jupyter-book``, a headless browser) start here too
 (:func:`run_program`, :func:`start_program`, :func:`stop_program`): this is the one module
@@ -15,6 +17,7 @@ that starts processes.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import re
@@ -23,6 +26,8 @@ import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
@@ -159,50 +164,78 @@ def make_executor(workers: int = 1) -> Executor:
     return InProcessExecutor() if workers <= 1 else LocalPoolExecutor(workers)
 
 
-class _Timed:
-    """``fn`` run on ``(index, task)``, returning ``(index, result, seconds)`` (picklable)."""
+@dataclass(frozen=True)
+class Job:
+    """One unit of work of a zoo command (train a member, measure a member or a seed pair, run
+    the downstream methods on a member or a cell).
 
-    def __init__(self, fn: Callable[[Any], Any]):
-        self.fn = fn
+    ``kind`` picks the worker function (the ``run`` mapping of :func:`run_jobs`), which is
+    called as ``run[kind](*args)`` in a worker process (``args`` must pickle); ``name`` labels
+    the job in the progress output; ``key`` says where the caller stores its result."""
 
-    def __call__(self, indexed: tuple[int, Any]) -> tuple[int, Any, float]:
-        index, task = indexed
+    kind: str
+    name: str
+    key: str
+    args: tuple = ()
+
+
+def settings_key(settings: Mapping[str, Any], ignore: Sequence[str] = ()) -> str:
+    """The canonical string of a job's settings (sorted JSON, the ``ignore`` keys left out at
+    every depth): a stored result whose key differs was computed otherwise and is computed again."""
+    def strip(d: Any) -> Any:
+        return {k: strip(v) for k, v in d.items() if k not in ignore} if isinstance(d, Mapping) else d
+
+    return json.dumps(strip(settings), sort_keys=True)
+
+
+class _Run:
+    """``run[job.kind](*job.args)`` for ``(index, job)``, returning ``(index, result, seconds)``;
+    picklable, so it runs in worker processes."""
+
+    def __init__(self, run: Mapping[str, Callable[..., Any]]):
+        self.run = dict(run)
+
+    def __call__(self, indexed: tuple[int, Job]) -> tuple[int, Any, float]:
+        index, job = indexed
         t0 = time.perf_counter()
-        result = self.fn(task)
+        result = self.run[job.kind](*job.args)
         return index, result, time.perf_counter() - t0
 
 
+def _check_workers(workers: int) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise PhaseZooError(f"--workers must be at least 1, got {workers}")
+
+
 def run_jobs(
-    fn: Callable[[Any], Any],
-    tasks: Sequence[Any],
+    jobs: Sequence[Job],
+    run: Mapping[str, Callable[..., Any]],
     *,
-    names: Sequence[str],
     desc: str,
     workers: int = 1,
     done: int = 0,
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
-) -> Iterator[Any]:
-    """Run ``fn`` over ``tasks`` on ``workers`` local processes, yielding each result as it
-    finishes (the caller stores it: only the main process writes).
+) -> Iterator[tuple[Job, Any]]:
+    """Run every job (``run[job.kind](*job.args)``) on ``workers`` local processes, yielding
+    ``(job, result)`` as each finishes (the caller stores it: only the main process writes).
 
-    Progress counts ``done`` earlier-finished items plus these tasks: ``progress=None`` shows a
-    bar in a terminal and one line per task otherwise, ``True`` a bar, ``False`` nothing.
-    ``names[i]`` and ``status(result)`` label task ``i`` in the progress output.
+    Progress counts ``done`` earlier-finished items plus these jobs: ``progress=None`` shows a
+    bar in a terminal and one line per job otherwise, ``True`` a bar, ``False`` nothing; each
+    line names ``job.name`` and ``status(result)``.
     """
-    if workers < 1:
-        raise PhaseZooError(f"--workers must be at least 1, got {workers}")
-    tasks = list(tasks)
-    if not tasks:
+    _check_workers(workers)
+    jobs = list(jobs)
+    if not jobs:
         return
-    bar = None if progress is False else Progress(desc, done + len(tasks), done=done, unit=unit,
+    bar = None if progress is False else Progress(desc, done + len(jobs), done=done, unit=unit,
                                                    tty=True if progress else None)
     try:
-        for index, result, seconds in make_executor(workers).map_unordered(_Timed(fn), enumerate(tasks)):
-            yield result
+        for index, result, seconds in make_executor(workers).map_unordered(_Run(run), enumerate(jobs)):
+            yield jobs[index], result
             if bar is not None:
-                bar.update(names[index], status(result), seconds)
+                bar.update(jobs[index].name, status(result), seconds)
     finally:
         if bar is not None:
             bar.close()
@@ -211,44 +244,43 @@ def run_jobs(
 def run_zoo_jobs(
     store: ZooStore,
     command: str,
-    plan: Callable[[], tuple[list, list[str]]],
-    fn: Callable[[Any], Any],
+    plan: Callable[[], list[Job]],
+    run: Mapping[str, Callable[..., Any]],
     *,
     check: Callable[[], None] | None = None,
-    prepare: Callable[[list], None] | None = None,
+    prepare: Callable[[list[Job]], None] | None = None,
     begin: Callable[[], None] | None = None,
     total: int | None = None,
     workers: int = 1,
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
-) -> Iterator[Any]:
+) -> Iterator[tuple[Job, Any]]:
     """The resumable skeleton of ``train``, ``metrics`` and ``downstream`` on one zoo.
 
-    1. ``plan()`` lists what is still missing as ``(tasks, names)``; ``check()`` verifies every
-       stored file the tasks will read (raising a one-line error), before anything is written;
+    1. ``plan()`` lists the jobs still missing; ``check()`` verifies every stored file they
+       will read (raising a one-line error), before anything is written;
     2. nothing missing: return without writing (a finished zoo may be read-only);
-    3. ``prepare(tasks)`` (dataset files, memory) may still refuse, then the zoo's lock is taken
+    3. ``prepare(jobs)`` (dataset files, memory) may still refuse, then the zoo's lock is taken
        (a second writer exits at once), stale temporary files are removed, ``begin()`` runs
        (zoo-level records) and the plan is made again under the lock;
-    4. the tasks run through :func:`run_jobs`; each result is yielded for the caller to store
-       while the lock is held (only the main process writes). ``total`` (default: the tasks)
-       counts the items of the whole zoo for the progress output.
+    4. the jobs run through :func:`run_jobs`; each ``(job, result)`` is yielded for the caller
+       to store while the lock is held (only the main process writes). ``total`` (default: the
+       jobs) counts the items of the whole zoo for the progress output.
     """
-    if workers < 1:
-        raise PhaseZooError(f"--workers must be at least 1, got {workers}")
-    tasks, _ = plan()
+    _check_workers(workers)  # before the plan reads anything
+    jobs = plan()
     if check is not None:
         check()
-    if not tasks:
+    if not jobs:
         return
     if prepare is not None:
-        prepare(tasks)
+        prepare(jobs)
     with store.lock(command):
         store.remove_stale_temps()
         if begin is not None:
             begin()
-        tasks, names = plan()  # again: another run may have finished some in between
-        done = (total - len(tasks)) if total is not None else 0
-        yield from run_jobs(fn, tasks, names=names, desc=f"{command} {store.name}", workers=workers,
+        jobs = plan()  # again: another run may have finished some in between
+        done = (total - len(jobs)) if total is not None else 0
+        yield from run_jobs(jobs, run, desc=f"{command} {store.name}", workers=workers,
                             done=done, unit=unit, progress=progress, status=status)

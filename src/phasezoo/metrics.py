@@ -70,14 +70,13 @@ def task_outputs(task, model: torch.nn.Module, x: torch.Tensor, batch_size: int 
 # ----------------------------------------------------------------------------- worker tasks
 
 
-def _hessian_task(args: tuple) -> tuple[str, str, dict]:
+def _hessian_task(member_dir: str, epoch: int, settings: dict, device: str, data_dir) -> dict:
     """Hessian top eigenvalue and trace of one member at one epoch (runs in a worker)."""
     from phasezoo.data import load_dataset
     from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE, top_eigenvalue, trace
     from phasezoo.tasks import task_for
     from phasezoo.store import load_member
 
-    member_dir, epoch, settings, device, data_dir = args
     model, config = load_member(member_dir, epoch)
     model.to(device)
     data = load_dataset(config["dataset"], data_dir).to(device)
@@ -97,17 +96,16 @@ def _hessian_task(args: tuple) -> tuple[str, str, dict]:
     tr = trace(model, loss_fn, batches, max_iter=settings["trace_max_iter"], method=settings["trace_method"],
                rel_stderr=settings["rel_stderr"], min_probes=settings["min_probes"], **kw).to_dict()
     tr["time_s"] = time.perf_counter() - t0
-    return "hessian", str(member_dir), {"hessian_top_eig": eig, "hessian_trace": tr}
+    return {"hessian_top_eig": eig, "hessian_trace": tr}
 
 
-def _pair_task(args: tuple) -> tuple[str, str, dict]:
+def _pair_task(dir_a: str, dir_b: str, epoch: int, settings: dict, device: str, data_dir) -> dict:
     """CKA and mode connectivity of two seeds of one cell (runs in a worker)."""
     from phasezoo.data import load_dataset
     from phasezoo.landscape.curves import bezier_mode_connectivity
     from phasezoo.tasks import task_for
     from phasezoo.store import load_member
 
-    dir_a, dir_b, pair, epoch, settings, device, data_dir = args
     model_a, config = load_member(dir_a, epoch)
     model_b, _ = load_member(dir_b, epoch)
     model_a.to(device)
@@ -136,7 +134,7 @@ def _pair_task(args: tuple) -> tuple[str, str, dict]:
     mc["time_s"] = time.perf_counter() - t0
     mc["data"] = "trained on the train set, evaluated on " + (
         "the train set" if len(ex) == len(data.train_x) else f"a fixed subset of {len(ex)} train samples")
-    return "pair", pair, {"cka": cka_rec, "mc": jsonable(mc)}
+    return {"cka": cka_rec, "mc": jsonable(mc)}
 
 
 def cka_record(out_a: torch.Tensor, out_b: torch.Tensor, settings: dict) -> dict:
@@ -166,10 +164,6 @@ def cka_record(out_a: torch.Tensor, out_b: torch.Tensor, settings: dict) -> dict
             **settings, "num_samples": len(out_a)}
 
 
-def _dispatch(args: tuple) -> tuple[str, str, dict]:
-    return _hessian_task(args[1:]) if args[0] == "hessian" else _pair_task(args[1:])
-
-
 # ----------------------------------------------------------------------------- runner
 
 
@@ -189,7 +183,7 @@ def compute_metrics(
     Only members that are ``done`` take part. A cell needs at least two done seeds for its
     pair metrics. Already stored values computed with the same settings are kept.
     """
-    from phasezoo.executors import resolve_device, run_zoo_jobs
+    from phasezoo.executors import Job, resolve_device, run_zoo_jobs
 
     z = Zoo.of(zoo, profile, root)
     ep = resolve_epoch(z, epoch)
@@ -200,13 +194,13 @@ def compute_metrics(
     pair_settings = {"cka": settings["cka"], "mode_connectivity": settings["mode_connectivity"]}
     key = str(ep)
 
-    def plan() -> tuple[list[tuple], list[str]]:
-        tasks, names = [], []
+    def plan() -> list[Job]:
+        jobs = []
         for m in done:
             stored = _read_member_metrics(store.member(m.member)).get(key, {})
             if stored.get("hessian_trace", {}).get("settings_key") != _settings_key(settings["hessian"]):
-                tasks.append(("hessian", str(store.member(m.member).dir), ep, settings["hessian"], dev, data_dir))
-                names.append(f"hessian {m.member}")
+                d = str(z.member_dir(m))
+                jobs.append(Job("hessian", f"hessian {m.member}", d, (d, ep, settings["hessian"], dev, data_dir)))
         by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
         for m in done:
             by_cell[cell_name(m)].append(m)
@@ -215,21 +209,20 @@ def compute_metrics(
             for a, b in itertools.combinations(sorted(ms, key=lambda m: m.seed), 2):
                 pair = f"{cell}/{a.seed}-{b.seed}"
                 if _measured_key(stored.get(f"{a.seed}-{b.seed}", {})) != _settings_key(pair_settings):
-                    tasks.append(("pair", str(store.member(a.member).dir), str(store.member(b.member).dir),
-                                  pair, ep, pair_settings, dev, data_dir))
-                    names.append(f"pair {pair}")
-        return tasks, names
+                    jobs.append(Job("pair", f"pair {pair}", pair, (str(z.member_dir(a)), str(z.member_dir(b)),
+                                                                  ep, pair_settings, dev, data_dir)))
+        return jobs
 
     t0 = time.perf_counter()
     times = {"hessian": 0.0, "pair": 0.0}
     ran = 0
 
-    jobs = run_zoo_jobs(store, "metrics", plan, _dispatch, check=lambda: store.verify_members(done),
-                        workers=workers, progress=progress)
-    for kind, target, result in jobs:
+    finished = run_zoo_jobs(store, "metrics", plan, {"hessian": _hessian_task, "pair": _pair_task},
+                            check=lambda: store.verify_members(done), workers=workers, progress=progress)
+    for job, result in finished:
         ran += 1
-        if kind == "hessian":
-            ms = MemberStore(Path(target))
+        if job.kind == "hessian":
+            ms = MemberStore(Path(job.key))
             data = _read_member_metrics(ms)
             for rec in result.values():
                 rec["settings_key"] = _settings_key(settings["hessian"])
@@ -237,7 +230,7 @@ def compute_metrics(
             atomic_write_json(ms.dir / "metrics.json", data)
             times["hessian"] += sum(r["time_s"] for r in result.values())
         else:
-            cell, pair = target.split("/")
+            cell, pair = job.key.split("/")
             data = _read_cell(store, cell)
             result["settings_key"] = _settings_key(pair_settings)
             data.setdefault(key, {})[pair] = result
@@ -268,13 +261,11 @@ JUDGEMENT_KEYS = ("plateau_tol", "min_steps")
 
 
 def _settings_key(settings: dict) -> str:
-    """A canonical string of metric settings: stored values with another key are recomputed."""
-    import json
+    """The settings key of metric settings (:func:`phasezoo.executors.settings_key`), the
+    judgement keys left out: stored values with another key are recomputed."""
+    from phasezoo.executors import settings_key
 
-    def strip(d: Any) -> Any:
-        return {k: strip(v) for k, v in d.items() if k not in JUDGEMENT_KEYS} if isinstance(d, dict) else d
-
-    return json.dumps(strip(settings), sort_keys=True)
+    return settings_key(settings, JUDGEMENT_KEYS)
 
 
 def _measured_key(record: dict) -> str | None:

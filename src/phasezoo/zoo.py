@@ -107,11 +107,10 @@ def _verify_existing(store: ZooStore, members: list[MemberSpec]) -> None:
             ms.check_config(m.to_dict())
 
 
-def _train_task(args: tuple) -> Any:
+def _train_task(member_dict: dict, member_dir: str, device: str, data_dir, progress: bool) -> Any:
     """Top-level (picklable) entry point that executors run once per member."""
     from phasezoo.train import train_member
 
-    member_dict, member_dir, device, data_dir, progress = args
     return train_member(MemberSpec.from_dict(member_dict), Path(member_dir), device=device,
                         data_dir=data_dir, progress=progress)
 
@@ -137,7 +136,7 @@ def train_zoo(
     temporary files of killed writes are removed.
     """
     from phasezoo.data import load_dataset
-    from phasezoo.executors import resolve_device, run_zoo_jobs
+    from phasezoo.executors import Job, resolve_device, run_zoo_jobs
     from phasezoo.train import check_fits_memory
 
     z = Zoo.of(zoo, profile, root)
@@ -145,24 +144,25 @@ def train_zoo(
     dev = resolve_device(device)
     bars = progress is not False and (progress or sys.stderr.isatty())
 
-    def plan() -> tuple[list, list[str]]:
+    def plan() -> list[Job]:
         todo = [m for m in members if store.member(m.member).state() not in ("done", "diverged")]
-        tasks = [(m.to_dict(), str(store.member(m.member).dir), str(dev), data_dir, bool(bars and workers == 1))
-                 for m in todo]
-        return tasks, [m.member for m in todo]
+        return [Job("train", m.member, m.member,
+                    (m.to_dict(), str(z.member_dir(m)), str(dev), data_dir, bool(bars and workers == 1)))
+                for m in todo]
 
-    def prepare(tasks: list) -> None:
+    def prepare(jobs: list[Job]) -> None:
         load_dataset(spec.dataset, data_dir)  # missing files fail here, before anything is written
-        check_fits_memory([MemberSpec.from_dict(t[0]) for t in tasks], dev, workers)
+        check_fits_memory([MemberSpec.from_dict(j.args[0]) for j in jobs], dev, workers)
 
     def begin() -> None:
         store.write_spec({"zoo": spec.name, "profile": z.profile, "source": Path(spec.source).name,
                           "members": [m.member for m in members]})
 
     results = []
-    for res in run_zoo_jobs(store, "train", plan, _train_task, check=lambda: _verify_existing(store, members),
-                            prepare=prepare, begin=begin, total=len(members), workers=workers,
-                            unit="model", progress=progress, status=lambda r: r.status):
+    for _, res in run_zoo_jobs(store, "train", plan, {"train": _train_task},
+                               check=lambda: _verify_existing(store, members), prepare=prepare,
+                               begin=begin, total=len(members), workers=workers, unit="model",
+                               progress=progress, status=lambda r: r.status):
         results.append(res)
         if on_result is not None:
             on_result(res)

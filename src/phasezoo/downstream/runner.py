@@ -35,7 +35,6 @@ each with its settings; only the main process writes, so a rerun computes only w
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -50,14 +49,14 @@ from phasezoo.data.batches import eval_split
 from phasezoo.tasks import score  # 1 − error, stored under ``acc`` keys in every domain
 
 
-def _member_task(args: tuple) -> tuple[str, str, dict]:
+def _member_task(member_dir: str, epoch: int, settings: dict, device: str, data_dir) -> dict:
+    """Pruning, Wise-FT and (image zoos) transfer of one member (runs in a worker)."""
     from phasezoo.data import load_dataset
     from phasezoo.downstream.finetune import finetune
     from phasezoo.store import load_member
 
     from phasezoo.tasks import task_for
 
-    member_dir, epoch, settings, device, data_dir = args
     model, config = load_member(member_dir, epoch)
     model.to(device)
     task = task_for(config)
@@ -79,7 +78,7 @@ def _member_task(args: tuple) -> tuple[str, str, dict]:
                            seed=config["seed"], data_dir=data_dir, image_size=size)
             for mode in ("linear", "full")})
     # transfer to another image task has no counterpart for the language and PDE zoos
-    return "member", str(member_dir), out
+    return out
 
 
 def _prune(model, config: dict, task, data, p: dict, test_x, test_y, base: float) -> dict:
@@ -133,7 +132,8 @@ def _wise_ft(member_dir: str, config: dict, model, task, data) -> dict:
                                     eval_split(data, "test"), data.train_x)}
 
 
-def _cell_task(args: tuple) -> tuple[str, str, dict]:
+def _cell_task(dirs: list[str], epoch: int, device: str, data_dir) -> dict:
+    """Ensembles and re-basin averages of one cell's seeds (runs in a worker)."""
     from phasezoo.data import load_dataset
     from phasezoo.downstream.average import averaging_gain, rebasin_average
     from phasezoo.downstream.ensemble import ensemble_accuracy
@@ -144,7 +144,6 @@ def _cell_task(args: tuple) -> tuple[str, str, dict]:
     from phasezoo.downstream.ensemble import ensemble_scores
     from phasezoo.tasks import task_for
 
-    cell, dirs, epoch, device, data_dir = args
     loaded = [load_member(d, epoch) for d in dirs]
     models = [m.to(device) for m, _ in loaded]
     task = task_for(loaded[0][1])
@@ -166,11 +165,7 @@ def _cell_task(args: tuple) -> tuple[str, str, dict]:
         pairs[seeds] = {"acc": acc_aligned, "gain": averaging_gain(acc_aligned, [accs[i], accs[j]]),
                         "naive_acc": acc_naive,
                         "naive_gain": averaging_gain(acc_naive, [accs[i], accs[j]])}
-    return "cell", cell, {"ensemble": jsonable(ens), "rebasin": pairs}
-
-
-def _dispatch(args: tuple) -> tuple[str, str, dict]:
-    return _member_task(args[1:]) if args[0] == "member" else _cell_task(args[1:])
+    return {"ensemble": jsonable(ens), "rebasin": pairs}
 
 
 def run_downstream(
@@ -181,7 +176,7 @@ def run_downstream(
 ) -> dict[str, Any]:
     """Run the missing downstream methods on the final epoch of every done member / cell, with
     the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape)."""
-    from phasezoo.executors import resolve_device, run_zoo_jobs
+    from phasezoo.executors import Job, resolve_device, run_zoo_jobs, settings_key
 
     z = Zoo.of(zoo, profile, root)
     epoch = z.final_epoch
@@ -189,37 +184,35 @@ def run_downstream(
     settings = settings or {k: dict(v) for k, v in z.settings.downstream.items()}
     store = z.store
     done = store.finished(list(z.members))
-    key, skey = str(epoch), json.dumps(settings, sort_keys=True)
+    key, skey = str(epoch), settings_key(settings)
 
-    def plan() -> tuple[list[tuple], list[str]]:
-        tasks, names = [], []
+    def plan() -> list[Job]:
+        jobs = []
         for m in done:
-            rec = _read(store.member(m.member).dir / "downstream.json").get(key, {})
-            if rec.get("settings_key") != skey:
-                tasks.append(("member", str(store.member(m.member).dir), epoch, settings, dev, data_dir))
-                names.append(f"member {m.member}")
+            d = str(z.member_dir(m))
+            if _read(Path(d) / "downstream.json").get(key, {}).get("settings_key") != skey:
+                jobs.append(Job("member", f"member {m.member}", d, (d, epoch, settings, dev, data_dir)))
         by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
         for m in done:
             by_cell[cell_of(m.member)].append(m)
         for cell, ms in by_cell.items():
             if len(ms) >= 2 and key not in _read(store.dir / "cells" / f"{cell}.downstream.json"):
-                tasks.append(("cell", cell, [str(store.member(m.member).dir) for m in ms], epoch, dev, data_dir))
-                names.append(f"cell {cell}")
-        return tasks, names
+                jobs.append(Job("cell", f"cell {cell}", cell, ([str(z.member_dir(m)) for m in ms], epoch, dev, data_dir)))
+        return jobs
 
     t0 = time.perf_counter()
     ran = 0
 
-    jobs = run_zoo_jobs(store, "downstream", plan, _dispatch, check=lambda: store.verify_members(done),
-                        workers=workers, progress=progress)
-    for kind, target, result in jobs:
+    finished = run_zoo_jobs(store, "downstream", plan, {"member": _member_task, "cell": _cell_task},
+                            check=lambda: store.verify_members(done), workers=workers, progress=progress)
+    for job, result in finished:
         ran += 1
-        if kind == "member":
-            path = Path(target) / "downstream.json"
+        if job.kind == "member":
+            path = Path(job.key) / "downstream.json"
             data = _read(path)
             data[key] = {**result, "settings_key": skey}
         else:
-            path = store.dir / "cells" / f"{target}.downstream.json"
+            path = store.dir / "cells" / f"{job.key}.downstream.json"
             data = _read(path)
             data[key] = result
         atomic_write_json(path, data)

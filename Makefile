@@ -46,7 +46,7 @@ book: setup
 # Open the built book's index, comparison and phase pages in headless Chromium (Debian's
 # `chromium`): fails when a page does not load or an image on it has zero size.
 check-book: setup
-	$(BIN)/python -m phasezoo.browser book/_build/html --screenshots book/_build/screenshots
+	$(BIN)/python -m phasezoo.publish.browser book/_build/html --screenshots book/_build/screenshots
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -15,7 +15,7 @@ root = "data/zoos"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from phasezoo.report import HYPERPARAMETER_TABLES, hyperparameter_table
+from phasezoo.analysis.report import HYPERPARAMETER_TABLES, hyperparameter_table
 from phasezoo.spec import list_zoos, load_spec
 
 pd.set_option("display.max_colwidth", None)

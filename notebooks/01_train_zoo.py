@@ -12,8 +12,8 @@ root = "data/zoos"
 # %%
 import matplotlib.pyplot as plt
 
-from phasezoo.plots import learning_curves
-from phasezoo.report import summary_table
+from phasezoo.analysis.plots import learning_curves
+from phasezoo.analysis.report import summary_table
 from phasezoo.spec import load_spec
 from phasezoo.zoo import zoo_history, zoo_status
 

@@ -14,8 +14,8 @@ root = "data/zoos"
 # %%
 import matplotlib.pyplot as plt
 
-from phasezoo.plots import zoo_phase_plot
-from phasezoo.report import phase_report
+from phasezoo.analysis.plots import zoo_phase_plot
+from phasezoo.analysis.report import phase_report
 from phasezoo.spec import load_spec
 
 spec = load_spec(zoo)

@@ -14,9 +14,9 @@ root = "data/zoos"
 # %%
 import matplotlib.pyplot as plt
 
-from phasezoo.plots import zoo_phase_plot
+from phasezoo.analysis.plots import zoo_phase_plot
 from phasezoo.downstream.runner import DOWNSTREAM_COLUMNS
-from phasezoo.report import downstream_by_phase
+from phasezoo.analysis.report import downstream_by_phase
 from phasezoo.spec import load_spec
 from phasezoo.analysis.table import zoo_table
 
@@ -36,7 +36,7 @@ plt.show()
 
 # %%
 from phasezoo.downstream.runner import wise_ft_curves
-from phasezoo.plots import wise_ft_plot
+from phasezoo.analysis.plots import wise_ft_plot
 
 curves = wise_ft_curves(spec, profile, root)
 if curves.empty:

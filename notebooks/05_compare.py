@@ -18,8 +18,8 @@ root = "data/zoos"
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from phasezoo.plots import zoo_comparison_plot
-from phasezoo.report import summary_table, zoo_cells
+from phasezoo.analysis.plots import zoo_comparison_plot
+from phasezoo.analysis.report import summary_table, zoo_cells
 from phasezoo.spec import load_spec
 
 specs = [load_spec(z) for z in zoos]

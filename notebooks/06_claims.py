@@ -2,7 +2,7 @@
 # # The paper's claims, checked on these zoos
 #
 # Each qualitative claim of the paper's §4, turned into a rule that runs on a zoo's grid cells
-# (`phasezoo.claims`; each rule is written out in its docstring and below). Each rule computes a
+# (`phasezoo.analysis.claims`; each rule is written out in its docstring and below). Each rule computes a
 # signed margin (positive: the claim holds) and its 90% bootstrap interval over the zoo's grid
 # (seeds resampled within cells; for comparisons of phases, cells within phases too). ✔ the
 # interval lies above 0, ✘ below, ? it straddles 0 (inconclusive), – the zoo lacks what the
@@ -21,7 +21,7 @@ import inspect
 import pandas as pd
 from IPython.display import Markdown, display
 
-from phasezoo.claims import CLAIMS, check_claims, claims_matrix
+from phasezoo.analysis.claims import CLAIMS, check_claims, claims_matrix
 from phasezoo.spec import load_spec
 
 pd.set_option("display.max_colwidth", None)

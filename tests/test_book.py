@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phasezoo.book import PAGES, retitle, zoo_slug
-from phasezoo.claims import (CLAIMS, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, ZooContext,
+from phasezoo.publish.book import PAGES, retitle, zoo_slug
+from phasezoo.analysis.claims import (CLAIMS, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, ZooContext,
                              best_inside_low_loss, pruning_phase_iv, finetune_phase_iv,
                              best_phase_is_ivb, check_cells, claims_matrix, ensemble_connected,
                              metrics_track_test, phases_emerge, transformer_corner)
 from phasezoo.landscape.phases import PhaseThresholds
-from phasezoo.report import hyperparameter_table
+from phasezoo.analysis.report import hyperparameter_table
 from phasezoo.spec import list_zoos, load_spec
 
 # ------------------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_comparison_plot_has_one_row_per_zoo_and_boundaries_on_every_panel():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from phasezoo.plots import BOUNDARY_LABEL, PANEL_PREFIX, comparison_plot
+    from phasezoo.analysis.plots import BOUNDARY_LABEL, PANEL_PREFIX, comparison_plot
 
     a = _cells(["I", "I", "IV-B"] * 3, [0.5, 0.4, 0.1] * 3, train_loss=1.0, hessian_trace=10.0, cka=0.9,
                mc_error=-0.1)
@@ -180,7 +180,7 @@ def test_every_notebook_is_a_page_of_the_book():
 
 
 def _chromium_or_skip():
-    from phasezoo.browser import find_chromium
+    from phasezoo.publish.browser import find_chromium
 
     chromium = find_chromium()
     if not chromium:
@@ -195,8 +195,8 @@ def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
     """Train, measure and run downstream on a tiny three-cell PINN zoo; execute every notebook into
     a copy of the book under papermill; build it with jupyter-book -W; open the index and the
     phase pages in headless Chromium and require text and non-empty images."""
-    from phasezoo.book import build_html, execute_pages
-    from phasezoo.browser import book_pages, check_pages
+    from phasezoo.publish.book import build_html, execute_pages
+    from phasezoo.publish.browser import book_pages, check_pages
     from phasezoo.downstream.runner import run_downstream
     from phasezoo.metrics import compute_metrics
     from phasezoo.zoo import train_zoo
@@ -238,7 +238,7 @@ def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
 
 
 def test_the_chromium_check_fails_on_a_broken_image_and_a_missing_page(tmp_path):
-    from phasezoo.browser import check_pages
+    from phasezoo.publish.browser import check_pages
 
     chromium = _chromium_or_skip()
     from PIL import Image

@@ -168,7 +168,7 @@ def test_pinn_trains_with_lbfgs_and_resumes_bit_identically(tmp_path):
 
 
 def test_summary_table_gives_mean_std_min_max(tmp_path):
-    from phasezoo.report import summary_table
+    from phasezoo.analysis.report import summary_table
     from phasezoo.zoo import train_zoo
 
     spec = load_spec(write_spec(tmp_path, PINN_SPEC, "tiny-pinn.yaml"))

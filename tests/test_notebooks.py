@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.notebooks import find_notebook, parse_parameters, run_notebook
+from phasezoo.publish.notebooks import find_notebook, parse_parameters, run_notebook
 
 TINY = """\
 # %% tags=["parameters"]

@@ -14,7 +14,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from phasezoo.landscape.phases import phase_grid  # noqa: E402
-from phasezoo.plots import (  # noqa: E402
+from phasezoo.analysis.plots import (  # noqa: E402
     BOUNDARY_LABEL,
     PANEL_PREFIX,
     default_metrics,
@@ -198,7 +198,7 @@ def test_large_grid_is_not_annotated():
 def test_learning_curves_one_line_per_cell():
     import pandas as pd
 
-    from phasezoo.plots import learning_curves
+    from phasezoo.analysis.plots import learning_curves
 
     rows = [{"width": w, "batch_size": b, "seed": s, "epoch": e, "train_loss": 1.0 / (e + 1) + s,
              "test_loss": 2.0 / (e + 1)}

@@ -26,7 +26,7 @@ _LAZY = {
     "zoo_table": "phasezoo.analysis.table",
     "load_member": "phasezoo.store",
     "train_member": "phasezoo.train",
-    "export_ptmz": "phasezoo.export",
+    "export_ptmz": "phasezoo.publish.export",
     "PhaseZooError": "phasezoo.errors",
 }
 

@@ -1,7 +1,7 @@
 """The ``phasezoo`` command: plan, train, inspect and export zoos.
 
 Every subcommand is a thin wrapper around a function of the package (``phasezoo.zoo``,
-``phasezoo.spec``, ``phasezoo.export``). Errors a user can fix are printed as one line
+``phasezoo.spec``, ``phasezoo.publish.export``). Errors a user can fix are printed as one line
 (``phasezoo: error: ...``) with exit code 2 and no traceback.
 """
 
@@ -187,7 +187,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "notebook":
-        from phasezoo.notebooks import find_notebook, parse_parameters, run_notebook
+        from phasezoo.publish.notebooks import find_notebook, parse_parameters, run_notebook
 
         source = find_notebook(args.name)
         out = args.out or Path("notebooks/_runs") / f"{source.stem}.ipynb"
@@ -198,7 +198,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "book":
         import time
 
-        from phasezoo.book import build_html, execute_pages
+        from phasezoo.publish.book import build_html, execute_pages
 
         _load_specs(args.zoos, args.profile)
         if args.workers < 1:
@@ -213,7 +213,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "summary":
-        from phasezoo.report import summary_table
+        from phasezoo.analysis.report import summary_table
 
         specs = _load_specs(args.zoos, args.profile)
         table = summary_table(specs, args.profile, args.root)
@@ -286,7 +286,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "phases":
-        from phasezoo.report import phase_report
+        from phasezoo.analysis.report import phase_report
 
         print(phase_report(z, epoch=_epoch_arg(args.epoch)))
         return 0
@@ -343,7 +343,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "export":
-        from phasezoo.export import export_ptmz
+        from phasezoo.publish.export import export_ptmz
 
         n = export_ptmz(z, to=args.to)
         print(f"exported {n} members to {args.to} (format {args.format})")

@@ -519,7 +519,7 @@ def zoo_probe(zoo, profile: str | None = None, root="data/zoos", *, epoch: int |
     features = zoo_features([zdir / m for m in table["member"]], epoch=epoch)
     # the task's quality (test accuracy; a PINN's test error) and the zoo's mc metric (mc_loss
     # for the language models, as the paper)
-    from phasezoo.report import quality_column
+    from phasezoo.analysis.report import quality_column
 
     mc = z.settings.phases.mc_metric
     properties = tuple(quality_column(table) if p == "test_acc" else mc if p == "mc_error" else p

@@ -28,7 +28,7 @@ import nbformat
 
 from phasezoo.errors import PhaseZooError
 from phasezoo.executors import run_program
-from phasezoo.notebooks import NOTEBOOK_DIR, run_notebook
+from phasezoo.publish.notebooks import NOTEBOOK_DIR, run_notebook
 
 BOOK_DIR = Path("book")
 #: executed notebooks go here (git-ignored, rebuilt on every run)

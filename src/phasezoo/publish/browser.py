@@ -1,6 +1,6 @@
 """Open the built book in headless Chromium and check that its pages load and its images render.
 
-Used by the tests and by ``python -m phasezoo.browser book/_build/html`` (which ``.ci/run``
+Used by the tests and by ``python -m phasezoo.publish.browser book/_build/html`` (which ``.ci/run``
 calls after ``make book PROFILE=smoke``). Chromium is driven over the Chrome DevTools Protocol
 (one websocket, :mod:`websocket`): for each page it navigates to the ``file://`` URL, waits for
 the load event and for every image to decode, then reads each ``<img>``'s natural and rendered
@@ -224,11 +224,11 @@ def book_pages(html_dir: str | Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m phasezoo.browser HTML_DIR [--screenshots DIR]``: check :func:`book_pages`;
+    """``python -m phasezoo.publish.browser HTML_DIR [--screenshots DIR]``: check :func:`book_pages`;
     exit 1 (one line per failure) when a page does not load or shows a zero-size image."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m phasezoo.browser", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m phasezoo.publish.browser", description=main.__doc__)
     p.add_argument("html_dir", type=Path)
     p.add_argument("--screenshots", type=Path, default=None)
     args = p.parse_args(argv)
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             raise PhaseZooError(f"{args.html_dir}: no phase pages (executed/phases/*.html); build the book first")
         reports = check_pages(args.html_dir, pages, screenshots=args.screenshots)
     except PhaseZooError as e:
-        print(f"phasezoo.browser: error: {e}", file=sys.stderr)
+        print(f"phasezoo.publish.browser: error: {e}", file=sys.stderr)
         return 2
     for r in reports:
         status = "ok" if r.ok else "FAIL"

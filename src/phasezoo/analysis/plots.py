@@ -261,7 +261,7 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
                ncols: int = 4, mc_metric: str | None = None) -> "Figure":
     """A figure of heatmap panels over the load × temperature grid, one per metric.
 
-    ``cells`` has one row per grid cell (:func:`phasezoo.report.zoo_cells`; several rows per
+    ``cells`` has one row per grid cell (:func:`phasezoo.analysis.report.zoo_cells`; several rows per
     cell are averaged). ``metrics`` defaults to :func:`default_metrics`. Each panel is an
     ``imshow`` of :func:`metric_grid` (temperature across, load upward, categorical ticks
     labelled with the grid values) with its colourbar; Hessian columns use a log colour scale
@@ -302,10 +302,10 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
 def zoo_phase_plot(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None,
                    root: str | Path = "data/zoos", *, epoch: int | str = "last",
                    metrics: Sequence[str] | None = None) -> "Figure":
-    """:func:`phase_plot` of a stored zoo's cells (:func:`phasezoo.report.zoo_cells`), titled
+    """:func:`phase_plot` of a stored zoo's cells (:func:`phasezoo.analysis.report.zoo_cells`), titled
     ``"<zoo>/<profile>"``; the mode-connectivity panel uses the profile's phase ``mc_metric``."""
     # imported here: the stored-zoo layers (torch, the store) are not needed to draw a table
-    from phasezoo.report import zoo_cells
+    from phasezoo.analysis.report import zoo_cells
     from phasezoo.zoo import Zoo
 
     z = Zoo.of(zoo, profile, root)
@@ -352,7 +352,7 @@ def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
 def zoo_comparison_plot(specs: Sequence["ZooSpec"], profile: str, root: str | Path,
                         panels: Sequence[str] = COMPARISON_PANELS) -> "Figure":
     """:func:`comparison_plot` of stored zoos (their last-epoch cells)."""
-    from phasezoo.report import zoo_cells
+    from phasezoo.analysis.report import zoo_cells
 
     rows = [(spec.name, zoo_cells(spec, profile, root), spec.load_axis, spec.temperature_axis,
              spec.profile(profile).phases.mc_column) for spec in specs]

@@ -1,0 +1,2 @@
+"""What leaves the package: the book (:mod:`.book`, notebooks run by :mod:`.notebooks`, checked
+in a headless browser by :mod:`.browser`) and zoos in other on-disk layouts (:mod:`.export`)."""

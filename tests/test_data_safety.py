@@ -187,7 +187,7 @@ def test_prepare_refuses_datasets_that_can_run_loading_scripts(tmp_path, monkeyp
     """datasets < 4.0 can execute a hub dataset's loading script: refused before any load."""
     import types
 
-    from phasezoo.data import text
+    from phasezoo.data import prepare_openwebtext as prepare
     from phasezoo.errors import PhaseZooError
 
     calls = []
@@ -196,6 +196,6 @@ def test_prepare_refuses_datasets_that_can_run_loading_scripts(tmp_path, monkeyp
     fake.load_dataset = lambda *a, **k: calls.append((a, k))
     monkeypatch.setitem(sys.modules, "datasets", fake)
     with pytest.raises(PhaseZooError, match=r"datasets>=4") as err:
-        text.prepare_openwebtext(tmp_path / "owt", encode=text.byte_encoder())
+        prepare.prepare_openwebtext(tmp_path / "owt", encode=prepare.byte_encoder())
     assert "\n" not in str(err.value) and "loading script" in str(err.value)
     assert not calls and not (tmp_path / "owt").exists()

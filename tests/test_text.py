@@ -19,17 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from phasezoo.data import DATASETS, load_dataset, text
-from phasezoo.data.text import (
-    STDLIB_TEXT_BYTES,
-    TextData,
-    byte_encoder,
-    clear_corpus_cache,
-    corpus_info,
-    load_openwebtext,
-    prepare_openwebtext,
-    stdlib_docstrings,
-)
+from phasezoo.data import DATASETS, corpus, load_dataset, prepare_openwebtext as prepare, text
+from phasezoo.data.corpus import clear_corpus_cache, corpus_info, stdlib_docstrings
+from phasezoo.data.prepare_openwebtext import byte_encoder, prepare_openwebtext
+from phasezoo.data.text import STDLIB_TEXT_BYTES, TextData, load_openwebtext
 from phasezoo.errors import CorruptFileError, DatasetNotFoundError, PhaseZooError
 
 DOCS = [
@@ -98,8 +91,8 @@ def g(): "g"
 
 def test_definitions_come_in_ast_walk_order():
     tree = ast.parse(NESTED)
-    walked = [n for n in ast.walk(tree) if isinstance(n, text._DOC_NODES)]
-    assert [n for n in text._walk_statements(tree) if isinstance(n, text._DOC_NODES)] == walked
+    walked = [n for n in ast.walk(tree) if isinstance(n, corpus._DOC_NODES)]
+    assert [n for n in corpus._walk_statements(tree) if isinstance(n, corpus._DOC_NODES)] == walked
     assert len(walked) == 10  # the module and all nine definitions
 
 
@@ -234,7 +227,7 @@ def test_prepare_defaults_to_tiktoken_gpt2(tmp_path, hf_offline, monkeypatch, ca
     fake.Encoding, fake.get_encoding = FakeEncoding, get_encoding  # datasets looks for .Encoding
     monkeypatch.setitem(sys.modules, "tiktoken", fake)
     files = write_docs(tmp_path / "docs")
-    rc = text.main(["--data-dir", str(tmp_path / "root"), "--data-files", *files, "--num-proc", "1",
+    rc = prepare.main(["--data-dir", str(tmp_path / "root"), "--data-files", *files, "--num-proc", "1",
                     "--cache-dir", str(tmp_path / "hf")])
     assert rc == 0 and calls == ["gpt2"]
     out = tmp_path / "root" / "openwebtext"
@@ -247,7 +240,7 @@ def test_prepare_defaults_to_tiktoken_gpt2(tmp_path, hf_offline, monkeypatch, ca
 def test_optional_dependencies_missing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import raises ImportError
     monkeypatch.setitem(sys.modules, "tiktoken", None)
-    for call in (lambda: prepare_openwebtext(tmp_path, encode=byte_encoder()), text.gpt2_encoder):
+    for call in (lambda: prepare_openwebtext(tmp_path, encode=byte_encoder()), prepare.gpt2_encoder):
         with pytest.raises(PhaseZooError) as err:
             call()
         assert "\n" not in str(err.value) and "pip install 'phasezoo[text]'" in str(err.value)
@@ -258,7 +251,7 @@ def test_openwebtext_not_found(tmp_path):
         load_openwebtext(tmp_path)
     msg = str(err.value)
     assert "\n" not in msg and str(tmp_path) in msg and "train.bin" in msg
-    assert "python -m phasezoo.data.text" in msg
+    assert "python -m phasezoo.data.prepare_openwebtext" in msg
 
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("openwebtext", data_dir=tmp_path)

@@ -64,7 +64,7 @@ DATASETS: dict[str, DatasetInfo] = {
         # (test_size=0.0005 of ~8M documents) -> (4434897 - 1) // 1024 = 4330 blocks.
         DatasetInfo("openwebtext", 50304, 0, 0, 2_290_000_000 // 1024, 4330,
                     "OpenWebText as GPT-2 BPE tokens prepared like nanoGPT's, first 2.29B train "
-                    "tokens (prepare with python -m phasezoo.data.text)",
+                    "tokens (prepare with python -m phasezoo.data.prepare_openwebtext)",
                     kind="text", block_size=1024),
     )
 }

@@ -44,7 +44,7 @@ book: setup
 	$(BIN)/phasezoo book $(ZOOS) --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS)
 
 # Open the built book's index, comparison and phase pages in headless Chromium (Debian's
-# `chromium`): fails when a page does not load or an image on it has zero size.
+# `chromium` and `chromium-driver`, driven by Selenium): fails when a page does not load or an image on it has zero size.
 check-book: setup
 	$(BIN)/python -m phasezoo.publish.browser book/_build/html --screenshots book/_build/screenshots
 

@@ -180,13 +180,14 @@ def test_every_notebook_is_a_page_of_the_book():
 
 
 def _chromium_or_skip():
-    from phasezoo.publish.browser import find_chromium
+    from phasezoo.publish.browser import find_chromedriver, find_chromium
 
     chromium = find_chromium()
-    if not chromium:
+    if not chromium or not find_chromedriver():
         if os.environ.get("PHASEZOO_REQUIRE_CHROMIUM"):
-            pytest.fail("PHASEZOO_REQUIRE_CHROMIUM is set but no Chromium was found")
-        pytest.skip("no Chromium (apt-get install chromium); .ci/run installs it and requires this check")
+            pytest.fail("PHASEZOO_REQUIRE_CHROMIUM is set but no Chromium or chromedriver was found")
+        pytest.skip("no Chromium or chromedriver (apt-get install chromium chromium-driver); "
+                    ".ci/run installs them and requires this check")
     return chromium
 
 

@@ -1,55 +1,50 @@
 """Open the built book in headless Chromium and check that its pages load and its images render.
 
 Used by the tests and by ``python -m phasezoo.publish.browser book/_build/html`` (which ``.ci/run``
-calls after ``make book PROFILE=smoke``). Chromium is driven over the Chrome DevTools Protocol
-(one websocket, :mod:`websocket`): for each page it navigates to the ``file://`` URL, waits for
-the load event and for every image to decode, then reads each ``<img>``'s natural and rendered
-size from the DOM. A page fails when navigation reports an error, the load event does not come,
+calls after ``make book PROFILE=smoke``). Chromium is driven by Selenium WebDriver through
+Debian's ``chromedriver`` (package ``chromium-driver``, the same version as ``chromium``; nothing
+is downloaded): for each page it navigates to the ``file://`` URL, which returns after the load
+event, waits for every image to decode, then reads each ``<img>``'s natural and rendered size
+from the DOM. A page fails when navigation reports an error, the load event does not come,
 the page shows no text (a blank page), or any image has zero natural or rendered width or height
 (a broken or empty figure). A page that forwards elsewhere (Jupyter Book's ``index.html``) is
 checked where it lands. Optionally
 it saves a full-page PNG screenshot of each page, to look at.
 
-Chromium is Debian's ``chromium`` package (``apt-get install chromium``); :func:`find_chromium`
-looks for it on ``PATH`` or in ``$CHROMIUM``.
+Chromium is Debian's ``chromium`` package and the driver its ``chromium-driver``
+(``apt-get install chromium chromium-driver``); :func:`find_chromium` and
+:func:`find_chromedriver` look for them on ``PATH`` or in ``$CHROMIUM`` / ``$CHROMEDRIVER``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.executors import start_program, stop_program
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
-#: JavaScript run on each page: force eager loading, wait for every image to decode (or fail),
-#: then report each image's sizes
+#: JavaScript run on each page (asynchronously: WebDriver passes the callback last): force eager
+#: loading, wait for every image to decode (or fail), then report each image's sizes
 _IMAGES_JS = """
-(async () => {
-  const imgs = Array.from(document.images);
-  imgs.forEach(i => { i.loading = 'eager'; });
-  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
-  return JSON.stringify({
-    title: document.title,
-    url: document.location.href,
-    text: document.body ? document.body.innerText.length : 0,
-    images: imgs.map(i => { const r = i.getBoundingClientRect();
-      return {src: i.currentSrc || i.src, natural: [i.naturalWidth, i.naturalHeight],
-              rendered: [r.width, r.height], complete: i.complete}; })
-  });
-})()
+const done = arguments[arguments.length - 1];
+const imgs = Array.from(document.images);
+imgs.forEach(i => { i.loading = 'eager'; });
+Promise.all(imgs.map(i => i.decode().catch(() => null))).then(() => done(JSON.stringify({
+  title: document.title,
+  url: document.location.href,
+  text: document.body ? document.body.innerText.length : 0,
+  images: imgs.map(i => { const r = i.getBoundingClientRect();
+    return {src: i.currentSrc || i.src, natural: [i.naturalWidth, i.naturalHeight],
+            rendered: [r.width, r.height], complete: i.complete}; })
+})));
 """
 
 
@@ -82,76 +77,40 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
 
 
-class _DevTools:
-    """A headless Chromium and one websocket to its first page target."""
+def one_line_error(text: str) -> str:
+    """WebDriver messages run over several lines; errors here are one."""
+    return " ".join(str(text).split())
 
-    def __init__(self, chromium: str, timeout: float = 60.0):
-        import websocket
 
-        self.timeout = timeout
-        self._profile = tempfile.TemporaryDirectory(prefix="phasezoo-chromium-", ignore_cleanup_errors=True)
-        self.proc = start_program(
-            [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
-             "--window-size=1400,1000", "--remote-debugging-port=0",
-             f"--user-data-dir={self._profile.name}", "about:blank"])
-        port_file = Path(self._profile.name) / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise PhaseZooError(f"{chromium} did not start (exit {self.proc.returncode})")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        targets: list[dict[str, Any]] = []
-        while not targets:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-                targets = [t for t in json.load(r) if t.get("type") == "page"]
-            if not targets:
-                if time.monotonic() > deadline:
-                    self.close()
-                    raise PhaseZooError(f"{chromium} opened no page within {timeout:g} s")
-                time.sleep(0.1)
-        self.ws = websocket.create_connection(targets[0]["webSocketDebuggerUrl"], timeout=timeout,
-                                              suppress_origin=True)
-        self._id = 0
-        self.events: list[dict[str, Any]] = []
-        self.call("Page.enable")
+def find_chromedriver() -> str | None:
+    """``$CHROMEDRIVER`` if set, else ``chromedriver`` on ``PATH`` (Debian's ``chromium-driver``,
+    built with the same version as ``chromium``; Selenium is never left to download a driver)."""
+    return os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == self._id:
-                if "error" in msg:
-                    raise PhaseZooError(f"{method}: {msg['error'].get('message')}")
-                return msg.get("result", {})
-            self.events.append(msg)
 
-    def wait_event(self, method: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            if any(e.get("method") == method for e in self.events):
-                self.events = [e for e in self.events if e.get("method") != method]
-                return True
-            if time.monotonic() > deadline:
-                return False
-            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            try:
-                self.events.append(json.loads(self.ws.recv()))
-            except Exception:  # websocket timeout: loop checks the deadline
-                pass
-            finally:
-                self.ws.settimeout(self.timeout)
+def _driver(chromium: str, chromedriver: str, timeout: float):
+    """A headless Chromium driven by Selenium WebDriver through ``chromedriver``."""
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
 
-    def close(self) -> None:
-        try:
-            if getattr(self, "ws", None) is not None:
-                self.ws.close()
-        finally:
-            stop_program(self.proc)  # Chromium's helper processes share its session: all of them
-            self._profile.cleanup()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}", "--allow-file-access-from-files"):
+        opts.add_argument(arg)
+    try:
+        driver = webdriver.Chrome(options=opts, service=Service(executable_path=chromedriver))
+    except WebDriverException as e:
+        raise PhaseZooError(one_line_error(f"{chromium} did not start through {chromedriver}: {e.msg}")) from None
+    driver.set_page_load_timeout(timeout)
+    driver.set_script_timeout(timeout)
+    return driver
+
+
+#: the browser window (and the width of full-page screenshots)
+WINDOW = (1400, 1000)
 
 
 _REFRESH = re.compile(r"""<meta\s+http-equiv=["']refresh["']\s+content=["']\d+;\s*url=([^"']+)["']""", re.I)
@@ -168,51 +127,56 @@ def _follow_refresh(path: Path) -> Path:
     return (path.parent / m.group(1)).resolve() if m and "://" not in m.group(1) else path
 
 
-def _page_info(tools: _DevTools) -> dict[str, Any]:
-    res = tools.call("Runtime.evaluate", expression=_IMAGES_JS, awaitPromise=True, returnByValue=True)
-    return json.loads(res["result"]["value"])
-
-
 def check_pages(html_dir: str | Path, pages: Sequence[str], *, screenshots: str | Path | None = None,
-                chromium: str | None = None, timeout: float = 60.0) -> list[PageReport]:
+                chromium: str | None = None, chromedriver: str | None = None,
+                timeout: float = 60.0) -> list[PageReport]:
     """Open each of ``pages`` (paths relative to ``html_dir``) in headless Chromium; return one
     :class:`PageReport` per page (``screenshots``: a folder for full-page PNGs)."""
+    from selenium.common.exceptions import TimeoutException, WebDriverException
+
     chromium = chromium or find_chromium()
     if not chromium:
         raise PhaseZooError("no Chromium found (apt-get install chromium, or set $CHROMIUM)")
+    chromedriver = chromedriver or find_chromedriver()
+    if not chromedriver:
+        raise PhaseZooError("no chromedriver found (apt-get install chromium-driver, or set $CHROMEDRIVER)")
     html_dir = Path(html_dir).resolve()
     shots = Path(screenshots) if screenshots else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
-    tools = _DevTools(chromium, timeout)
+    driver = _driver(chromium, chromedriver, timeout)
     reports = []
     try:
         for page in pages:
             path = _follow_refresh(html_dir / page)
-            tools.events.clear()
-            nav = tools.call("Page.navigate", url=path.as_uri())
-            if nav.get("errorText"):
-                reports.append(PageReport(page, False, nav["errorText"]))
+            if not path.is_file():
+                reports.append(PageReport(page, False, f"no such file: {path}"))
                 continue
-            if not tools.wait_event("Page.loadEventFired", timeout):
+            try:
+                driver.get(path.as_uri())  # returns after the load event
+                info = json.loads(driver.execute_async_script(_IMAGES_JS))
+            except TimeoutException:
                 reports.append(PageReport(page, False, f"no load event within {timeout:g} s"))
                 continue
-            info = _page_info(tools)
+            except WebDriverException as e:
+                reports.append(PageReport(page, False, one_line_error(e.msg)))
+                continue
+            if info["url"].startswith("chrome-error://"):
+                reports.append(PageReport(page, False, f"navigation failed: {info['title']}"))
+                continue
             report = PageReport(page, True, title=info["title"], text_chars=info["text"], images=info["images"],
                                 url=info["url"])
             if shots:
-                # a full-page shot: grow the viewport to the page's height (at most 12000 px)
-                height = tools.call("Page.getLayoutMetrics")["cssContentSize"]["height"]
-                tools.call("Emulation.setDeviceMetricsOverride", width=1400, height=int(min(height, 12000)),
-                           deviceScaleFactor=1, mobile=False)
-                png = tools.call("Page.captureScreenshot", format="png")
-                tools.call("Emulation.clearDeviceMetricsOverride")
+                # a full-page shot: grow the window to the page's height (at most 12000 px)
+                height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+                driver.set_window_size(WINDOW[0], min(max(height, WINDOW[1]), 12000))
                 target = shots / (page.replace("/", "_").removesuffix(".html") + ".png")
-                target.write_bytes(base64.b64decode(png["data"]))
+                target.write_bytes(driver.get_screenshot_as_png())
+                driver.set_window_size(*WINDOW)
                 report.screenshot = str(target)
             reports.append(report)
     finally:
-        tools.close()
+        driver.quit()  # ends chromedriver and the browser it started
     return reports
 
 

@@ -89,77 +89,17 @@ Trace: Hutch++ (default) or Hutchinson (``method=``), stopping on accuracy
         estimates was 1.36 × their median SE (1.06 × at 0.05), Hutch++'s 1.10 × (0.95 ×); 99 %
         of seeds still lay within 3 SE. Coverage on trained models: below.
 
-Accuracy per product, measured
-    ``benchmarks/hessian.py --part budget`` (``benchmarks/results/hessian_budget.json``): two
-    members trained by the package, each Hessian formed densely from num_params products, and
-    every estimator run over 30 seeds (eigenvalue: 10) by the same code (``trace_of``,
-    ``top_eigenvalue_of``) with products from the dense Hessian in float32; real calls for 2
-    seeds gave the same product counts and values to 3e-7, and the seconds (1 torch thread, an
-    idle 2-core machine, load average 0.3; ±30 % between runs). Digits: ResNet-18 width 1 (2 973
-    parameters; 15 epochs, batch 32, train loss 1.06), 10 × 64 train samples, 0.085 s a
-    product. PINN: β = 10, lr 1 (7 851 parameters; 20 × 50 L-BFGS steps, train loss 2.8e-5),
-    1 × 1 356 points, 0.008 s a product. err = |estimate − tr H| / |tr H|; coverage: share of
-    seeds with |estimate − tr H| ≤ 3 SE / ≤ 2 SE. ``max_iter`` 100 unless stated.
-
-    ===================================  =====================  =====================
-    trace                                digits ResNet-18       PINN
-    ===================================  =====================  =====================
-    products, median (90th pct)
-      before: Hutchinson, tol 1e-3       50.5 (69)              26.5 (53)
-      Hutchinson, SE ≤ 5 %               100 (100), 0 % conv.   100 (100), 43 % conv.
-      Hutchinson, SE ≤ 5 %, max 1000     301 (369)              101 (120)
-      Hutch++ k = 10, SE ≤ 5 % (default) 30 (30)                30 (30)
-    seconds (real calls, 2 seeds, median)
-      before / Hutchinson / Hutch++      2.93 / 8.39 / 2.38     0.43 / 1.06 / 0.33
-    err, median / 90th pct
-      before                             0.070 / 0.233          0.069 / 0.154
-      Hutchinson, SE ≤ 5 %               0.046 / 0.122          0.036 / 0.083
-      Hutchinson, SE ≤ 5 %, max 1000     0.038 / 0.087          0.037 / 0.083
-      Hutch++ k = 5 / 10 / 20            0.012 / 0.010 / 0.007  0.042 / 0.015 / 0.007
-      (90th pct)                         0.037 / 0.027 / 0.020  0.086 / 0.058 / 0.015
-    reported SE / |estimate|, median
-      before / Hutchinson / Hutch++      0.118 / 0.086 / 0.014  0.088 / 0.050 / 0.024
-    coverage 3 SE / 2 SE
-      before                             0.97 / 0.93            0.97 / 0.93
-      Hutchinson, SE ≤ 5 %               1.00 / 1.00            0.97 / 0.97
-      Hutch++ k = 10                     1.00 / 0.93            1.00 / 0.90
-    ===================================  =====================  =====================
-
-    The previous rule stopped after 27–51 probes with a median error of 7 % and one seed in
-    ten off by 15–23 % (and reported an SE of 9–12 %: read with it, the estimate was honest,
-    just coarse). Hutchinson needs about 316 (digits) and 102 (PINN) probes for a 5 % SE
-    (2‖H‖_F² − 2Σ H_ii² over (0.05 tr H)², from the dense Hessians), so with 100 products it
-    mostly runs out (``converged=False``). Hutch++ with k = 10 deflates the outliers and meets
-    the target at its minimum of 2k + min_probes = 30 products on both models, with 7×
-    (digits) and 5× (PINN) smaller median errors than before at 0.6× and 1.1× the products,
-    and an SE that covers; k = 5 leaves
-    outliers in the residual (PINN: 2-SE coverage 0.80), k = 20 costs 50 products: hence
-    ``DEFAULT_TRACE_METHOD = "hutchpp"``, ``DEFAULT_SKETCH_SIZE = 10``. For a cross-check,
-    curvlinops 3.0.1's fixed-budget estimators at 99–100 products on the same dense Hessians:
-    Hutchinson 6.2 % / 3.3 % median error (ours at 100 probes: 4.6 % / 3.6 %), Hutch++
-    0.36 % / 0.07 %, XTrace 0.22 % / 0.03 % (digits / PINN). Both Hessians had to be small
-    enough to form; wider networks were not measured (a trace that misses its target says so:
-    ``converged=False`` and its ``stderr``).
-
-    ===================================  =====================  =====================
-    top eigenvalue (tol 1e-3)            digits (λ₂/λ₁ 0.19)    PINN (λ₂/λ₁ 0.75)
-    ===================================  =====================  =====================
-    power: products, err median          4, 2.7e-6              11.5, 1.0e-3
-    Lanczos ncv 5 / 10 / 20: products    6 / 11 / 21            9 / 11 / 21
-    Lanczos: err median (max)            2.4e-8 (6.8e-8)        3.7e-9 (1.0e-8)
-    products to ≤ 1 % error, median      power 2.5, Lanczos 2.5  power 7.5, Lanczos 5
-    seconds, power / Lanczos ncv 10      0.45 / 1.00            0.17 / 0.16
-    ===================================  =====================  =====================
-
-    On these well-separated top eigenvalues power iteration is as cheap as Lanczos or
-    cheaper, and its 1e-3 rule landed within 0.12 %. With small gaps it is not: on the test
-    models of ``tests/test_hessian.py`` (λ₂/λ₁ 0.96–0.97) it stopped at tol 1e-3 after 10–29
-    products 0.3–0.4 % off (Lanczos: 16–21 products, within 1e-7), and needed 58–78
-    products for tol 1e-6, where Lanczos (ncv 10) needed 21–26 and was exact to 1e-7.
-    Lanczos' rule bounds the error instead of watching a running value, for a few products
-    more on easy spectra: hence ``DEFAULT_EIG_METHOD = "lanczos"``,
-    ``DEFAULT_LANCZOS_NCV = 10`` (ncv 5 saves products on easy spectra, 6 and 9 here, but
-    restarts more on hard ones: 15–33 products on the test models).
+Accuracy per product, measured (``benchmarks/README.md``, ``benchmarks/results/hessian_budget.json``)
+    On the dense Hessians of two trained members (digits ResNet-18, a PINN), 30 seeds each: the
+    previous rule (Hutchinson, relative change 1e-3) stopped after 27–51 probes with a median
+    error of 7 % and one seed in ten off by 15–23 %; Hutchinson needs ~100–300 probes for a
+    5 % SE; Hutch++ with k = 10 meets the target at its minimum of 30 products with 5–7×
+    smaller median errors and an SE that covers (3-SE coverage 1.00): hence
+    ``DEFAULT_TRACE_METHOD = "hutchpp"``, ``DEFAULT_SKETCH_SIZE = 10``. Lanczos' rule bounds the
+    eigenvalue's error (within 1e-7 on the test models, where power iteration stopped 0.3–0.4 %
+    off at small eigengaps), for a few products more on easy spectra: hence
+    ``DEFAULT_EIG_METHOD = "lanczos"``, ``DEFAULT_LANCZOS_NCV = 10``. The tables are in the
+    benchmark's README.
 
 Why not curvlinops' estimators
     ``curvlinops-for-pytorch`` 3.0.1 has Hutchinson, Hutch++ and XTrace
@@ -184,51 +124,29 @@ Regrouping samples (``chunk_size=``)
     Peak memory is that of the double-backward graph of one chunk (of all chunks for
     ``"double_backward_cached"``).
 
-Hessian-vector products (``hvp=``), measured
-    ``benchmarks/hessian.py`` (``benchmarks/results/hessian.json``): the trained digits ResNet-18
-    of width 8 (176 258 parameters), 10 batches × 64 train samples, CPU, 2 threads (a shared
-    machine, load average 0.9 at the start; expect ±20 % noise between runs). Median seconds of
-    ONE product H v over all 640 samples, regrouped into one chunk / the 10 batches as given:
-
-    =============================  ================  ===============
-    implementation                 one chunk of 640  10 batches × 64
-    =============================  ================  ===============
-    ``double_backward_cached``     0.070 (default)   0.186
-    ``double_backward``            0.101             0.279
-    ``forward_over_reverse``       0.174             0.633
-    pyhessian 0.1                  ..                0.468
-    =============================  ================  ===============
-
+Hessian-vector products (``hvp=``)
     * ``"double_backward"``: g = ∂L_c/∂θ with ``create_graph=True``, then
       H_c v = ∂(g·v)/∂θ = ``torch.autograd.grad(g, θ, grad_outputs=v)``: a forward, a backward
       and a double backward per chunk and product (PyHessian's way, per batch).
     * ``"double_backward_cached"`` (default): the gradient graphs are built once per call and
       kept (``retain_graph=True``), so a product is only the double backward. Fastest for single
-      products, which is all power iteration can use. Costs the memory of every chunk's graph
-      for the duration of the call; ``"double_backward"`` with a small ``chunk_size`` is the
-      low-memory choice.
+      products (0.070 s against 0.101 and 0.174 for the other two on a width-8 digits ResNet-18,
+      ``benchmarks/README.md``), which is all power iteration can use. Costs the memory of every
+      chunk's graph for the duration of the call; ``"double_backward"`` with a small
+      ``chunk_size`` is the low-memory choice.
     * ``"forward_over_reverse"``: ``torch.func.jvp(torch.func.grad(f), (θ,), (v,))`` with
       ``torch.func.functional_call`` (buffers such as BatchNorm's running statistics passed as
       constants; dropout is off in eval mode). Its first use imports ``torch._dynamo`` (seconds).
     * Batched probes (``probe_batch=k``, trace only): k Rademacher probes in one product, via
       ``is_grads_batched=True`` (vmap over the double backward) or ``torch.func.vmap`` over the
-      jvp. Seconds per probe, one chunk, k = 2 / 4 / 8 / 16: cached 0.075 / 0.079 / 0.071 /
-      0.078; double backward 0.084 / 0.080 / 0.080 / 0.084; forward-over-reverse 0.120 / 0.088 /
-      0.085 / 0.096. None beats a single cached product (0.070) on this CPU, and batching costs
-      k tangents of memory and up to k − 1 probes computed past the stopping point: hence
-      ``DEFAULT_PROBE_BATCH = 1``. Batching pays where per-operation overhead dominates (10
-      batches × 64, forward-over-reverse: 0.633 s single, 0.154 s per probe at k = 16); try
-      k = 8–16 on a GPU (not measured here).
+      jvp. None beat a single cached product on a CPU, and batching costs k tangents of memory
+      and up to k − 1 probes computed past the stopping point: hence ``DEFAULT_PROBE_BATCH = 1``.
 
-    Against pyhessian 0.1 on the same model, data and settings (maxIter 100, tol 1e-3), our
-    power iteration and Hutchinson estimator with the relative-change rule (the methods
-    pyhessian has) were 4.8× faster for the top eigenvalue, 4.4× for the trace and 5.0× for a
-    100-probe trace, with the same values (same start vector and probes on the CPU, see
-    below; eigenvalue 7.9195 vs pyhessian's 7.9128, which is our previous iterate to 2e-6).
     Results do not depend on ``hvp``, ``chunk_size`` or ``probe_batch`` beyond floating-point
     noise: the probes are drawn one after another from the same generator whatever the
     batching, and batched probe values are processed in order, the estimate stopping at the
-    first probe where the rule fires.
+    first probe where the rule fires. Against pyhessian 0.1 (same model, data, settings and
+    methods) the products here were 4.4–5.0× faster with the same values.
 
 Reproducibility
     Random vectors come from a CPU ``torch.Generator`` seeded with ``seed`` and are moved to the

@@ -122,9 +122,9 @@ def _wise_ft(member_dir: str, config: dict, model, task, data) -> dict:
         return {**head, "skipped": f"{epochs} epoch(s) of training have no checkpoint at "
                                    f"{WISE_FT_EARLY_FRACTION:g} of training other than the initialisation"}
     store = MemberStore(Path(member_dir))
-    if early not in store.checkpoint_epochs():
-        return {**head, "skipped": f"epoch {early} was not stored (stored: "
-                                   f"{', '.join(map(str, store.checkpoint_epochs()))})"}
+    stored = store.checkpoint_epochs()
+    if early not in stored:
+        return {**head, "skipped": f"epoch {early} was not stored (stored: {', '.join(map(str, stored))})"}
     _, early_state = store.load_checkpoint(early)
     device = next(model.parameters()).device
     early_state = {k: v.to(device) for k, v in early_state.items()}

@@ -1,9 +1,10 @@
 """Hessian top eigenvalue and trace: ours against pyhessian 0.1, and accuracy per product.
 
-Two parts (``--part``): ``pyhessian`` compares phasezoo.landscape.hessian with PyPI's pyhessian
-0.1 (speed, same values); ``budget`` measures each estimator's accuracy per Hessian-vector
-product against the dense Hessian of two trained members. ``all`` (default) runs both and skips
-the pyhessian part, with a note, when pyhessian is not installed.
+Two parts (``--part``): ``pyhessian`` compares phasezoo.landscape.hessian and the products of
+phasezoo.landscape.hvp with PyPI's pyhessian 0.1 (speed, same values); ``budget`` measures each
+estimator's accuracy per Hessian-vector product against the dense Hessian of two trained
+members. ``all`` (default) runs both and skips the pyhessian part, with a note, when pyhessian
+is not installed.
 
 What the pyhessian part measures
     On ONE model and ONE set of batches, in one run, on the CPU (ours with the methods
@@ -249,7 +250,7 @@ def _rel(a: float, b: float) -> float:
 def time_hvps(model, criterion, batches, reps: int, probe_batches: list[int], seed: int, pyhessian_cls) -> dict:
     import torch
 
-    from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE, HVP_IMPLEMENTATIONS, HessianOperator
+    from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE, HVP_IMPLEMENTATIONS, HessianOperator
 
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -448,7 +449,7 @@ def member_problem(member_dir: Path, spec_path: Path):
     (the spec's ``metrics.hessian`` batches, the task's batch loss, regrouping only for
     per-sample-mean losses)."""
     from phasezoo.data import load_dataset
-    from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE
+    from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE
     from phasezoo.data import fixed_subset
     from phasezoo.spec import load_spec
     from phasezoo.tasks import task_for
@@ -469,7 +470,7 @@ def dense_hessian(op, block: int):
     """H (float64, symmetrised) from products with unit vectors, ``block`` at a time."""
     import torch
 
-    from phasezoo.landscape.hessian import _flatten, _unflatten
+    from phasezoo.landscape.hvp import flatten, matvecs, unflatten
 
     d = op.num_params
     cols = []
@@ -478,13 +479,8 @@ def dense_hessian(op, block: int):
         e = torch.zeros(len(idx), d, dtype=torch.float64)
         for j, i in enumerate(idx):
             e[j, i] = 1.0
-        vs = [_unflatten(row, op.params) for row in e]
-        if len(vs) == 1:
-            hs = [op.matvec(vs[0])]
-        else:
-            stacked = op.matvec_batched([torch.stack(ts) for ts in zip(*vs)])
-            hs = [list(ts) for ts in zip(*(t.unbind(0) for t in stacked))]
-        cols.extend(_flatten(h, torch.float64) for h in hs)
+        vs = [unflatten(row, op.params) for row in e]
+        cols.extend(flatten(h, torch.float64) for h in matvecs(op, vs, block))
     h = torch.stack(cols, dim=1)
     asym = float((h - h.T).abs().max() / h.abs().max())
     return (h + h.T) / 2, asym
@@ -501,9 +497,9 @@ class DenseOperator:
         self.chunk_size, self.chunks, self.hvp = op.chunk_size, op.chunks, "dense"
 
     def matvec(self, v):
-        from phasezoo.landscape.hessian import _flatten, _unflatten
+        from phasezoo.landscape.hvp import flatten, unflatten
 
-        return _unflatten(self.h @ _flatten(v, self.h.dtype), self.params)
+        return unflatten(self.h @ flatten(v, self.h.dtype), self.params)
 
     def matvec_batched(self, v):
         import torch
@@ -638,7 +634,8 @@ def lanczos_curve(h, v0, steps: int) -> list[float]:
 def eig_statistics(dense, h, lam: float, seeds: int, tol: float, max_iter: int, ncvs: list[int]) -> dict:
     import torch
 
-    from phasezoo.landscape.hessian import _flatten, _gaussian, top_eigenvalue_of
+    from phasezoo.landscape.hessian import top_eigenvalue_of
+    from phasezoo.landscape.hvp import flatten, gaussian
 
     configs = [{"method": "power", "tol": tol}] + [{"method": "lanczos", "tol": tol, "ncv": n} for n in ncvs]
     rows = []
@@ -662,7 +659,7 @@ def eig_statistics(dense, h, lam: float, seeds: int, tol: float, max_iter: int, 
         long = top_eigenvalue_of(dense, seed=s, max_iter=max_iter, tol=0.0, method="power")
         to_1pct["power"].append(next((i + 1 for i, x in enumerate(long.history)
                                       if abs(x - lam) <= 0.01 * abs(lam)), None))
-        v0 = _flatten(_gaussian(dense.params, torch.Generator().manual_seed(s)), torch.float64)
+        v0 = flatten(gaussian(dense.params, torch.Generator().manual_seed(s)), torch.float64)
         curve = lanczos_curve(h, v0, max_iter)
         to_1pct["lanczos"].append(next((i + 1 for i, x in enumerate(curve) if abs(x - lam) <= 0.01 * abs(lam)), None))
     return {"rows": rows, "products_to_1pct_error": to_1pct,
@@ -704,7 +701,8 @@ def budget_benchmark(args) -> dict:
 
     import torch
 
-    from phasezoo.landscape.hessian import DEFAULT_SKETCH_SIZE, HessianOperator
+    from phasezoo.landscape.hessian import DEFAULT_SKETCH_SIZE
+    from phasezoo.landscape.hvp import HessianOperator
 
     keep = args.train_root is not None
     root = Path(args.train_root) if keep else Path(tempfile.mkdtemp(prefix="bench-hessian-"))
@@ -849,7 +847,7 @@ def pyhessian_part(args, argv, pyhessian_cls) -> None:
     import torch
     import torch.nn.functional as F
 
-    from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE, DEFAULT_HVP, DEFAULT_PROBE_BATCH
+    from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE, DEFAULT_HVP, DEFAULT_PROBE_BATCH
 
     # pyhessian calls loss.backward(create_graph=True), which warns about a reference cycle
     warnings.filterwarnings("ignore", message=".*create_graph=True.*")
@@ -934,6 +932,7 @@ def budget_part(args, argv) -> None:
     from importlib.metadata import version
 
     from phasezoo.landscape import hessian as hs
+    from phasezoo.landscape.hvp import DEFAULT_HVP
 
     start = machine_info()
     if start["loadavg"] and start["loadavg"][0] > 1.5:
@@ -950,7 +949,7 @@ def budget_part(args, argv) -> None:
             "rel_stderr": hs.DEFAULT_REL_STDERR, "min_probes": hs.DEFAULT_MIN_PROBES,
             "default_trace_method": hs.DEFAULT_TRACE_METHOD, "default_eig_method": hs.DEFAULT_EIG_METHOD,
             "default_sketch_size": hs.DEFAULT_SKETCH_SIZE, "default_lanczos_ncv": hs.DEFAULT_LANCZOS_NCV,
-            "hvp": hs.DEFAULT_HVP, "device": "cpu",
+            "hvp": DEFAULT_HVP, "device": "cpu",
             "statistics_operator": "the dense Hessian (float32 products) through trace_of / top_eigenvalue_of; "
                                    "seconds from the real calls (real_runs)",
             "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),

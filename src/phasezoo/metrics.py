@@ -73,7 +73,8 @@ def task_outputs(task, model: torch.nn.Module, x: torch.Tensor, batch_size: int 
 def _hessian_task(member_dir: str, epoch: int, settings: dict, device: str, data_dir) -> dict:
     """Hessian top eigenvalue and trace of one member at one epoch (runs in a worker)."""
     from phasezoo.data import load_dataset
-    from phasezoo.landscape.hessian import DEFAULT_CHUNK_SIZE, top_eigenvalue, trace
+    from phasezoo.landscape.hessian import top_eigenvalue, trace
+    from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE
     from phasezoo.tasks import task_for
     from phasezoo.store import load_member
 

@@ -10,7 +10,7 @@ A task supplies
 * ``outputs(model, x)`` — the outputs compared by CKA (paper §2: logits; for language models
   the next-token logits at the last position; for PINNs the predicted solution);
 * ``per_sample_mean`` — whether the loss is a mean of independent per-sample losses (then the
-  Hessian code may regroup samples freely, see :mod:`phasezoo.landscape.hessian`).
+  Hessian-vector products may regroup samples freely, see :mod:`phasezoo.landscape.hvp`).
 
 The training loop, the metrics and the downstream methods only ever call these, so a domain
 plugs in here and never copies a loop. :func:`task_for` builds the task of a member config.

@@ -1,6 +1,8 @@
 """Loss-landscape metrics (paper §2) and the phase taxonomy built on them.
 
-* :mod:`.hessian` — top eigenvalue (power iteration) and trace (Hutchinson) of the train loss;
+* :mod:`.hvp` — Hessian-vector products of the train loss (the operator the estimators use);
+* :mod:`.hessian` — top eigenvalue (Lanczos, power iteration) and trace (Hutch++, Hutchinson) of
+  the train loss;
 * :mod:`.cka` — linear CKA of two models' outputs, pooled or per batch;
 * :mod:`.curves` — Bézier-curve mode connectivity between two seeds;
 * :mod:`.phases` — the five phases of Yang et al. (2021), explicit thresholds, sensitivity.

@@ -4,24 +4,11 @@ The paper characterises the loss landscape around a trained model by the curvatu
 *train* loss: the largest eigenvalue of the Hessian (sharpness) and its trace (total curvature),
 computed with PyHessian (Yao et al. 2020) on 10 batches × 64 train samples, model in eval mode,
 ``maxIter=100, tol=1e-3``. This module computes both without ever forming the Hessian, from
-Hessian-vector products (HVPs) only: PyHessian's power iteration and Hutchinson estimator (the
-paper's), and by default Lanczos for the eigenvalue and Hutch++ for the trace, the trace stopping
-once its standard error is 5 % of its value (measured below).
-
-The loss
-    ``batches`` is a list of ``(inputs, targets)`` pairs and ``loss_fn(outputs, targets)`` the
-    mean loss of one batch (or a task's ``batch_loss(forward, x, y)``, which the PDE task needs
-    because its residual differentiates the outputs with respect to the inputs; see
-    :func:`phasezoo.tasks.as_batch_loss`). The loss is the mean over ALL given samples,
-
-        L(θ) = Σ_b (n_b / N) · L_b(θ),    N = Σ_b n_b,
-
-    so batches of unequal size are weighted by their size (this is the Hessian of the loss of
-    the concatenated data), and ``H v = Σ_b (n_b / N) H_b v``. θ is every parameter with
-    ``requires_grad=True``; a parameter the loss does not reach has a zero row and column. The
-    model is put in eval mode (BatchNorm uses its running statistics, dropout is off) and every
-    module's previous mode is restored afterwards, also on exceptions. Parameters' ``.grad`` are
-    never touched.
+the Hessian-vector products of :mod:`phasezoo.landscape.hvp` (which defines the loss, the
+model's eval mode, the regrouping of samples and the product implementations): PyHessian's
+power iteration and Hutchinson estimator (the paper's), and by default Lanczos for the
+eigenvalue and Hutch++ for the trace, the trace stopping once its standard error is 5 % of its
+value (measured below).
 
 Top eigenvalue: Lanczos (default) or power iteration (``method=``)
     Both give the eigenvalue of largest MAGNITUDE, with its sign: the paper's quantity, since
@@ -110,102 +97,54 @@ Why not curvlinops' estimators
     global random state rather than a given generator. So the adaptive Hutch++ is written
     here (on our products); curvlinops serves only as the benchmark's optional cross-check.
 
-Regrouping samples (``chunk_size=``)
-    In eval mode the samples of a batch do not interact and ``loss_fn`` is a per-sample mean, so
-    L is also the size-weighted mean over ANY regrouping of the samples. The products therefore
-    concatenate the batches and re-cut them into the fewest near-equal chunks of at most
-    ``chunk_size`` (default 1024) samples: for the paper's 10 × 64 samples, one pass over 640
-    instead of ten over 64. Small models are dominated by per-operation overhead, so this alone
-    makes the products 2.6–3.6× faster (table below). ``chunk_size=None`` keeps the batches as
-    given: pass it if ``loss_fn`` is not a mean of per-sample losses (e.g. a token mean over
-    batches with different numbers of tokens) or the model mixes samples in eval mode. The
-    batches are also kept automatically when they cannot be concatenated (ragged shapes) or a
-    BatchNorm without running statistics normalises with batch statistics even in eval mode.
-    Peak memory is that of the double-backward graph of one chunk (of all chunks for
-    ``"double_backward_cached"``).
-
-Hessian-vector products (``hvp=``)
-    * ``"double_backward"``: g = ∂L_c/∂θ with ``create_graph=True``, then
-      H_c v = ∂(g·v)/∂θ = ``torch.autograd.grad(g, θ, grad_outputs=v)``: a forward, a backward
-      and a double backward per chunk and product (PyHessian's way, per batch).
-    * ``"double_backward_cached"`` (default): the gradient graphs are built once per call and
-      kept (``retain_graph=True``), so a product is only the double backward. Fastest for single
-      products (0.070 s against 0.101 and 0.174 for the other two on a width-8 digits ResNet-18,
-      ``benchmarks/README.md``), which is all power iteration can use. Costs the memory of every
-      chunk's graph for the duration of the call; ``"double_backward"`` with a small
-      ``chunk_size`` is the low-memory choice.
-    * ``"forward_over_reverse"``: ``torch.func.jvp(torch.func.grad(f), (θ,), (v,))`` with
-      ``torch.func.functional_call`` (buffers such as BatchNorm's running statistics passed as
-      constants; dropout is off in eval mode). Its first use imports ``torch._dynamo`` (seconds).
-    * Batched probes (``probe_batch=k``, trace only): k Rademacher probes in one product, via
-      ``is_grads_batched=True`` (vmap over the double backward) or ``torch.func.vmap`` over the
-      jvp. None beat a single cached product on a CPU, and batching costs k tangents of memory
-      and up to k − 1 probes computed past the stopping point: hence ``DEFAULT_PROBE_BATCH = 1``.
-
-    Results do not depend on ``hvp``, ``chunk_size`` or ``probe_batch`` beyond floating-point
-    noise: the probes are drawn one after another from the same generator whatever the
-    batching, and batched probe values are processed in order, the estimate stopping at the
-    first probe where the rule fires. Against pyhessian 0.1 (same model, data, settings and
-    methods) the products here were 4.4–5.0× faster with the same values.
-
 Reproducibility
-    Random vectors come from a CPU ``torch.Generator`` seeded with ``seed`` and are moved to the
-    parameters' device, so the same seed gives the same probes on any device and the same value
-    on the same device. (On the CPU they are even PyHessian's vectors for the same
-    ``torch.manual_seed``: both draw ``randn`` / ``randint(0, 2)`` per parameter in order.)
-    Hutch++ draws its k sketch columns first, then the residual probes. Lanczos is
-    deterministic given its start vector. Every estimate records its settings (``method,
-    max_iter, tol, seed, num_samples, num_batches, chunk_size, num_chunks, num_params, hvp,
-    probe_batch``; Lanczos ``ncv``; the trace ``probes, rel_stderr, min_probes,
-    sketch_size``, those its rule does not use set to None), the number of products used
-    (``iterations``, also ``diagnostics["products"]``), whether the stopping rule fired, and
-    for the trace its standard error and, for Hutch++, the deflated and residual parts.
+    Random vectors come from a CPU ``torch.Generator`` seeded with ``seed`` (see
+    :mod:`phasezoo.landscape.hvp`), so the same seed gives the same probes on any device and the
+    same value on the same device. Hutch++ draws its k sketch columns first, then the residual
+    probes. Lanczos is deterministic given its start vector. Results do not depend on ``hvp``,
+    ``chunk_size`` or ``probe_batch`` beyond floating-point noise: the probes are drawn one
+    after another from the same generator whatever the batching, and batched probe values are
+    processed in order, the estimate stopping at the first probe where the rule fires. Every
+    estimate records its settings (``method, max_iter, tol, seed, num_samples, num_batches,
+    chunk_size, num_chunks, num_params, hvp, probe_batch``; Lanczos ``ncv``; the trace
+    ``probes, rel_stderr, min_probes, sketch_size``, those its rule does not use set to None),
+    the number of products used (``iterations``, also ``diagnostics["products"]``), whether the
+    stopping rule fired, and for the trace its standard error and, for Hutch++, the deflated and
+    residual parts.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from phasezoo.tasks import as_batch_loss
+from phasezoo.landscape.hvp import (DEFAULT_CHUNK_SIZE, DEFAULT_HVP, DEFAULT_PROBE_BATCH, Batch, HessianOperator,
+                                    LossFn, dot, flat_dtype, flatten, gaussian, matvecs, rademacher, unflatten)
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE",
     "DEFAULT_EIG_METHOD",
-    "DEFAULT_HVP",
     "DEFAULT_LANCZOS_NCV",
     "DEFAULT_MAX_ITER",
     "DEFAULT_MIN_PROBES",
-    "DEFAULT_PROBE_BATCH",
     "DEFAULT_REL_STDERR",
     "DEFAULT_SKETCH_SIZE",
     "DEFAULT_TRACE_METHOD",
     "EIG_METHODS",
-    "HVP_IMPLEMENTATIONS",
     "TRACE_METHODS",
     "HessianEstimate",
-    "HessianOperator",
     "top_eigenvalue",
     "top_eigenvalue_of",
     "trace",
     "trace_of",
 ]
-
-#: The Hessian-vector product implementations (see the module docstring for their costs).
-HVP_IMPLEMENTATIONS = ("double_backward_cached", "double_backward", "forward_over_reverse")
-#: The fastest one measured by ``benchmarks/hessian.py``.
-DEFAULT_HVP = "double_backward_cached"
-#: Samples per forward pass in the products (the batches are regrouped; see HessianOperator).
-DEFAULT_CHUNK_SIZE = 1024
-#: Rademacher probes per batched product in :func:`trace` (measured trade-off, see above).
-DEFAULT_PROBE_BATCH = 1
 
 #: Trace estimators: Hutchinson's, and Hutch++ (Meyer et al. 2021) with an adaptive residual.
 TRACE_METHODS = ("hutchinson", "hutchpp")
@@ -227,9 +166,6 @@ DEFAULT_LANCZOS_NCV = 10
 
 #: Added to the denominator of the relative-change stopping rules, as in PyHessian.
 _EPS = 1e-6
-
-Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -271,245 +207,6 @@ class HessianEstimate:
             "history": list(self.history),
             "diagnostics": dict(self.diagnostics),
         }
-
-
-# --------------------------------------------------------------------------------------------
-# Hessian-vector products
-
-
-class HessianOperator:
-    """v ↦ H v for the size-weighted mean loss over ``batches``; use it as a context manager.
-
-    Inside ``with HessianOperator(model, loss_fn, batches) as op:`` the model is in eval mode
-    (every module's mode is restored on exit) and ``op.matvec(v)`` returns H v for ``v`` a
-    sequence of tensors shaped like ``op.params``; ``op.matvec_batched(V)`` does the same for
-    tensors with a leading probe dimension k (``V[j]`` of shape ``(k, *params[j].shape)``).
-    The batches are moved to the parameters' device once and, unless ``chunk_size`` is None,
-    regrouped into ``op.chunks`` (see the module docstring; ``op.chunk_size`` is None when they
-    were kept as given). With ``hvp="double_backward_cached"`` the gradient graphs are built on
-    the first product and freed on exit.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        batches: Sequence[Batch],
-        *,
-        hvp: str = DEFAULT_HVP,
-        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
-    ):
-        if hvp not in HVP_IMPLEMENTATIONS:
-            raise ValueError(f"unknown hvp implementation {hvp!r}; known: {', '.join(HVP_IMPLEMENTATIONS)}")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if not named:
-            raise ValueError("the model has no trainable parameters (requires_grad=True)")
-        batches = list(batches)
-        if not batches:
-            raise ValueError("batches is empty: need at least one (inputs, targets) pair")
-        self.model = model
-        self.loss_fn = loss_fn
-        self.batch_loss = as_batch_loss(loss_fn)
-        self.hvp = hvp
-        self.names = tuple(n for n, _ in named)
-        self.params = tuple(p for _, p in named)
-        device = self.params[0].device
-        given: list[Batch] = []
-        for i, b in enumerate(batches):
-            if not (isinstance(b, (tuple, list)) and len(b) == 2):
-                raise ValueError(f"batch {i} is not an (inputs, targets) pair")
-            x, y = b
-            if len(x) == 0:
-                raise ValueError(f"batch {i} is empty")
-            given.append((x.to(device), y.to(device)))
-        self.num_samples = sum(len(x) for x, _ in given)
-        self.num_batches = len(given)
-        self.num_params = sum(p.numel() for p in self.params)
-        #: The pieces the products run on: the given batches, or the samples regrouped into chunks.
-        chunks = _regroup(given, chunk_size) if chunk_size is not None and _samples_independent(model) else None
-        self.chunks = given if chunks is None else chunks
-        #: The chunk size in effect; None when the products run on the batches as given.
-        self.chunk_size = None if chunks is None else chunk_size
-        self.weights = [len(x) / self.num_samples for x, _ in self.chunks]
-        self._graphs: list[tuple[torch.Tensor | None, ...]] | None = None
-        self._modes: list[tuple[nn.Module, bool]] | None = None
-        self._func: Any = None
-
-    # -- context: eval mode in, previous modes and no cached graphs out
-
-    def __enter__(self) -> HessianOperator:
-        self._modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._graphs = None
-        self._func = None
-        for m, mode in self._modes or ():
-            m.training = mode
-        self._modes = None
-
-    # -- products
-
-    def matvec(self, v: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """H v, one tensor per parameter."""
-        return self._product(v, batched=False)
-
-    def matvec_batched(self, v: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """H v_i for k vectors at once; each tensor has a leading dimension k."""
-        return self._product(v, batched=True)
-
-    def _product(self, v: Sequence[torch.Tensor], *, batched: bool) -> list[torch.Tensor]:
-        if self._modes is None:
-            raise RuntimeError("use HessianOperator as a context manager: `with HessianOperator(...) as op:`")
-        v = list(v)
-        if len(v) != len(self.params):
-            raise ValueError(f"expected {len(self.params)} tensors, got {len(v)}")
-        # Second derivatives: the fused attention kernels (flash, memory-efficient) have no
-        # double backward, so products run on scaled_dot_product_attention's math backend.
-        with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
-            if self.hvp == "forward_over_reverse":
-                return self._forward_over_reverse(v, batched)
-            return self._double_backward(v, batched)
-
-    def _chunk_gradient(self, b: int) -> tuple[torch.Tensor | None, ...]:
-        """(n_b/N) ∂L_b/∂θ with its graph kept for a second differentiation (None if unused)."""
-        x, y = self.chunks[b]
-        loss = self.batch_loss(self.model, x, y) * self.weights[b]
-        return torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
-
-    def _double_backward(self, v: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
-        cached = self.hvp == "double_backward_cached"
-        if cached and self._graphs is None:
-            self._graphs = [self._chunk_gradient(b) for b in range(len(self.chunks))]
-        out = [torch.zeros_like(t) for t in v]
-        for b in range(len(self.chunks)):
-            grads = self._graphs[b] if cached else self._chunk_gradient(b)  # type: ignore[index]
-            # A gradient that is None (parameter unused) or constant (loss linear in it) adds
-            # nothing to H v; autograd refuses outputs that do not require grad, so drop them.
-            pairs = [(g, t) for g, t in zip(grads, v) if g is not None and g.requires_grad]
-            if not pairs:
-                continue
-            hv = torch.autograd.grad(
-                [g for g, _ in pairs],
-                self.params,
-                grad_outputs=[t for _, t in pairs],
-                retain_graph=cached,
-                allow_unused=True,
-                is_grads_batched=batched,
-            )
-            for acc, h in zip(out, hv):
-                if h is not None:
-                    acc.add_(h)
-        return out
-
-    def _forward_over_reverse(self, v: list[torch.Tensor], batched: bool) -> list[torch.Tensor]:
-        from torch.func import functional_call, grad, jvp, vmap
-
-        if self._func is None:
-            trainable = set(self.names)
-            # Frozen parameters and buffers (BatchNorm running statistics) enter as constants.
-            constants = {n: p.detach() for n, p in self.model.named_parameters() if n not in trainable}
-            constants.update(dict(self.model.named_buffers()))
-            model, batch_loss = self.model, self.batch_loss
-
-            def weighted_loss(theta: dict, x: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
-                forward = lambda inp: functional_call(model, (theta, constants), (inp,))  # noqa: E731
-                return batch_loss(forward, x, y) * w
-
-            grad_loss = grad(weighted_loss)
-
-            def hvp_one(theta: dict, tangent: dict, x: torch.Tensor, y: torch.Tensor, w: float) -> dict:
-                return jvp(lambda t: grad_loss(t, x, y, w), (theta,), (tangent,))[1]
-
-            theta = {n: p.detach() for n, p in zip(self.names, self.params)}
-            self._func = (theta, hvp_one, vmap(hvp_one, in_dims=(None, 0, None, None, None)))
-        theta, hvp_one, hvp_many = self._func
-        tangent = dict(zip(self.names, v))
-        f = hvp_many if batched else hvp_one
-        out = [torch.zeros_like(t) for t in v]
-        for (x, y), w in zip(self.chunks, self.weights):
-            hv = f(theta, tangent, x, y, w)
-            for acc, n in zip(out, self.names):
-                acc.add_(hv[n])
-        return out
-
-
-def _samples_independent(model: nn.Module) -> bool:
-    """False if a module mixes samples even in eval mode (BatchNorm without running statistics
-    normalises with the statistics of whatever batch it sees), so regrouping would change L."""
-    return not any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None for m in model.modules()
-    )
-
-
-def _regroup(batches: list[Batch], chunk_size: int) -> list[Batch] | None:
-    """All samples concatenated in order and cut into the fewest near-equal chunks of at most
-    ``chunk_size`` samples (the batches themselves if they already are such a split); None if
-    they cannot be concatenated (ragged shapes, non-tensor inputs)."""
-    n = sum(len(x) for x, _ in batches)
-    pieces = -(-n // chunk_size)
-    if pieces == len(batches) and all(len(x) <= chunk_size for x, _ in batches):
-        return batches
-    try:
-        x = torch.cat([b[0] for b in batches])
-        y = torch.cat([b[1] for b in batches])
-    except (TypeError, RuntimeError):
-        return None
-    return list(zip(x.tensor_split(pieces), y.tensor_split(pieces)))
-
-
-# --------------------------------------------------------------------------------------------
-# Vectors as lists of per-parameter tensors, and as flat columns
-
-
-def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
-    """Σ_j ⟨a_j, b_j⟩ accumulated in float64."""
-    return float(sum(torch.sum(x.double() * y.double()) for x, y in zip(a, b)))
-
-
-def _gaussian(params: Sequence[torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
-    return [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for p in params]
-
-
-def _rademacher(params: Sequence[torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
-    return [
-        (torch.randint(0, 2, p.shape, generator=gen, dtype=p.dtype) * 2 - 1).to(p.device) for p in params
-    ]
-
-
-def _flat_dtype(params: Sequence[torch.Tensor]) -> torch.dtype:
-    dtype = params[0].dtype
-    for p in params[1:]:
-        dtype = torch.promote_types(dtype, p.dtype)
-    return dtype
-
-
-def _flatten(v: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    return torch.cat([t.reshape(-1).to(dtype) for t in v])
-
-
-def _unflatten(x: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    out, start = [], 0
-    for p in params:
-        out.append(x[start:start + p.numel()].view(p.shape).to(p.dtype))
-        start += p.numel()
-    return out
-
-
-def _products(op: Any, vectors: list[list[torch.Tensor]], probe_batch: int) -> list[list[torch.Tensor]]:
-    """H v for each v in ``vectors``, ``probe_batch`` vectors per (batched) product."""
-    out: list[list[torch.Tensor]] = []
-    for i in range(0, len(vectors), probe_batch):
-        group = vectors[i:i + probe_batch]
-        if len(group) == 1:
-            out.append(op.matvec(group[0]))
-        else:
-            stacked = op.matvec_batched([torch.stack(ts) for ts in zip(*group)])
-            out.extend([list(ts) for ts in zip(*(t.unbind(0) for t in stacked))])
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -611,7 +308,7 @@ def top_eigenvalue(
     after ``max_iter`` Hessian-vector products at the latest (``converged=False``); Lanczos then
     returns the Rayleigh–Ritz value on the last ``ncv`` vectors it multiplied. ``iterations`` is
     the number of products. ``hvp`` and ``chunk_size`` change the speed, not the value (beyond
-    floating-point noise). See the module docstring for the measured costs.
+    floating-point noise; :mod:`phasezoo.landscape.hvp` has their measured costs).
     """
     with HessianOperator(model, loss_fn, batches, hvp=hvp, chunk_size=chunk_size) as op:
         return top_eigenvalue_of(op, max_iter=max_iter, tol=tol, seed=seed, method=method, ncv=ncv)
@@ -619,15 +316,16 @@ def top_eigenvalue(
 
 def top_eigenvalue_of(op: Any, *, max_iter: int = DEFAULT_MAX_ITER, tol: float = 1e-3, seed: int = 0,
                       method: str = DEFAULT_EIG_METHOD, ncv: int = DEFAULT_LANCZOS_NCV) -> HessianEstimate:
-    """:func:`top_eigenvalue` of an operator: an entered :class:`HessianOperator`, or any object
-    with its attributes (``params``, ``num_params``, ``matvec``, ``matvec_batched`` and those
-    recorded in the settings; ``benchmarks/hessian.py`` passes a dense matrix this way)."""
+    """:func:`top_eigenvalue` of an operator: an entered
+    :class:`~phasezoo.landscape.hvp.HessianOperator`, or any object with its attributes
+    (``params``, ``num_params``, ``matvec``, ``matvec_batched`` and those recorded in the
+    settings; ``benchmarks/hessian.py`` passes a dense matrix this way)."""
     _check(max_iter, tol)
     _check_choice("eigenvalue method", method, EIG_METHODS)
     if not isinstance(ncv, int) or ncv < 2:
         raise ValueError(f"ncv must be an integer >= 2, got {ncv!r}")
     gen = torch.Generator().manual_seed(seed)
-    v = _gaussian(op.params, gen)
+    v = gaussian(op.params, gen)
     if method == "power":
         value, products, converged, history = _power_iteration(op, v, max_iter, tol)
         settings = _settings(op, method, max_iter, tol, seed, 1)
@@ -639,17 +337,17 @@ def top_eigenvalue_of(op: Any, *, max_iter: int = DEFAULT_MAX_ITER, tol: float =
 
 def _power_iteration(op: Any, v: list[torch.Tensor], max_iter: int,
                      tol: float) -> tuple[float, int, bool, list[float]]:
-    norm = math.sqrt(_dot(v, v))
+    norm = math.sqrt(dot(v, v))
     v = [t / norm for t in v]
     history: list[float] = []
     converged = False
     for _ in range(max_iter):
         hv = op.matvec(v)
-        history.append(_dot(v, hv))
+        history.append(dot(v, hv))
         if len(history) >= 2 and _relative_change(history[-1], history[-2]) < tol:
             converged = True
             break
-        norm = math.sqrt(_dot(hv, hv))
+        norm = math.sqrt(dot(hv, hv))
         if norm == 0.0:  # H v = 0 for a random v: H is zero (almost surely)
             converged = True
             break
@@ -701,9 +399,6 @@ class _RitzTracker:
 
 def _lanczos(op: Any, v0: list[torch.Tensor], max_iter: int, tol: float,
              ncv: int) -> tuple[float, int, bool, list[float], int]:
-    import numpy as np
-    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
-
     d = op.num_params
     ncv = min(ncv, d)
     ritz = _RitzTracker(ncv)
@@ -716,7 +411,7 @@ def _lanczos(op: Any, v0: list[torch.Tensor], max_iter: int, tol: float,
             raise _BudgetSpent
         count += 1
         xt = torch.from_numpy(np.array(x, dtype=np.float64).reshape(-1))
-        hx = _flatten(op.matvec(_unflatten(xt.to(device), op.params)), torch.float64).cpu()
+        hx = flatten(op.matvec(unflatten(xt.to(device), op.params)), torch.float64).cpu()
         ritz.add(xt, hx)
         return hx.numpy()
 
@@ -725,7 +420,7 @@ def _lanczos(op: Any, v0: list[torch.Tensor], max_iter: int, tol: float,
             matvec(np.eye(d)[i])
         return ritz.value(), count, count == d, [], ncv
     a = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
-    start = _flatten(v0, torch.float64).cpu().numpy()
+    start = flatten(v0, torch.float64).cpu().numpy()
     try:
         w = eigsh(a, k=1, which="LM", tol=tol, v0=start, ncv=ncv, maxiter=max_iter, return_eigenvectors=False)
         return float(w[0]), count, True, [], ncv
@@ -809,15 +504,15 @@ def trace_of(op: Any, *, max_iter: int = DEFAULT_MAX_ITER, rel_stderr: float | N
     values: list[float] = []
     budget = max_iter - 2 * k
     converged = False
-    dtype = _flat_dtype(op.params)
+    dtype = flat_dtype(op.params)
     while len(values) < budget and not converged:
-        probes = [_rademacher(op.params, gen) for _ in range(min(probe_batch, budget - len(values)))]
+        probes = [rademacher(op.params, gen) for _ in range(min(probe_batch, budget - len(values)))]
         if q is not None:  # project the probes: p = (I − QQᵀ) g, and pᵀ H p = gᵀ P H P g
-            flat = torch.stack([_flatten(g, dtype) for g in probes], dim=1)
+            flat = torch.stack([flatten(g, dtype) for g in probes], dim=1)
             flat = flat - q @ (q.T @ flat)
-            probes = [_unflatten(c, op.params) for c in flat.T]
-        for g, hg in zip(probes, _products(op, probes, probe_batch)):
-            values.append(_dot(g, hg))
+            probes = [unflatten(c, op.params) for c in flat.T]
+        for g, hg in zip(probes, matvecs(op, probes, probe_batch)):
+            values.append(dot(g, hg))
             if rule.add(values[-1]):
                 converged = True
                 break
@@ -840,13 +535,13 @@ def _sketch(op: Any, gen: torch.Generator, k: int,
     """Hutch++'s deterministic part: Q = orth(H S) for k Rademacher columns S (k products),
     tr(Qᵀ H Q) (k products), and the floor of the standard-error rule:
     √eps · Σ|eig(Qᵀ H Q)| (the residual is zero to working precision below it)."""
-    dtype = _flat_dtype(op.params)
-    s = [_rademacher(op.params, gen) for _ in range(k)]
-    hs = torch.stack([_flatten(h, dtype) for h in _products(op, s, probe_batch)], dim=1)
+    dtype = flat_dtype(op.params)
+    s = [rademacher(op.params, gen) for _ in range(k)]
+    hs = torch.stack([flatten(h, dtype) for h in matvecs(op, s, probe_batch)], dim=1)
     q, _ = torch.linalg.qr(hs)
     del hs
-    cols = [_unflatten(c, op.params) for c in q.T]
-    hq = torch.stack([_flatten(h, dtype) for h in _products(op, cols, probe_batch)], dim=1)
+    cols = [unflatten(c, op.params) for c in q.T]
+    hq = torch.stack([flatten(h, dtype) for h in matvecs(op, cols, probe_batch)], dim=1)
     t = (q.T.double() @ hq.double())
     del hq
     deflated = float(torch.trace(t))

@@ -199,7 +199,7 @@ def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
     from phasezoo.publish.book import build_html, execute_pages
     from phasezoo.publish.browser import book_pages, check_pages
     from phasezoo.downstream.runner import run_downstream
-    from phasezoo.metrics import compute_metrics
+    from phasezoo.landscape.runner import compute_metrics
     from phasezoo.zoo import train_zoo
     from tests.conftest import write_spec
     from tests.test_domains import _CHEAP, PINN_SPEC

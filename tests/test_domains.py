@@ -228,7 +228,7 @@ def test_metrics_and_downstream_run_for_every_domain(tmp_path, arch):
     """Each domain goes through training, the landscape metrics and the downstream methods via
     its task: every metric and downstream column is filled and finite."""
     from phasezoo.downstream.runner import run_downstream
-    from phasezoo.metrics import compute_metrics
+    from phasezoo.landscape.runner import compute_metrics
     from phasezoo.analysis.table import zoo_table
     from phasezoo.zoo import train_zoo
 

@@ -8,7 +8,7 @@ import pytest
 from phasezoo import zoo as zoo_ops
 from phasezoo.analysis.table import zoo_table
 from phasezoo.cli import main
-from phasezoo.metrics import compute_metrics
+from phasezoo.landscape.runner import compute_metrics
 from phasezoo.store import load_member
 from tests.conftest import TINY_SPEC, write_spec
 

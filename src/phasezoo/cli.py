@@ -276,7 +276,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "metrics":
-        from phasezoo.metrics import compute_metrics
+        from phasezoo.landscape.runner import compute_metrics
 
         info = compute_metrics(z, epoch=_epoch_arg(args.epoch),
                                device=args.device, workers=args.workers, data_dir=args.data_dir)

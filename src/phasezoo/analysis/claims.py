@@ -452,7 +452,7 @@ def check_claims(zoos: Sequence, profile: str | None = None, root: str | Path = 
     bootstrap interval of each margin (:func:`check_cells`). ``zoos``: :class:`~phasezoo.zoo.Zoo`
     handles, or specs / names at ``profile`` under ``root``."""
     from phasezoo.analysis.table import zoo_table
-    from phasezoo.metrics import zoo_phase_map
+    from phasezoo.landscape.runner import zoo_phase_map
     from phasezoo.zoo import Zoo
 
     rows = []

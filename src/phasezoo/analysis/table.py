@@ -3,8 +3,8 @@ status, results, loss-landscape metrics, phase and downstream results. Every rep
 claim, probe and export reads a zoo through :func:`zoo_table`.
 
 Built from the layers below it: the store's rows (:func:`phasezoo.zoo.member_table`), the
-metric columns and the phase map (:func:`phasezoo.metrics.attach_metrics`), the downstream
-columns (:func:`phasezoo.downstream.runner.downstream_columns`).
+metric columns and the phase map (:func:`phasezoo.landscape.runner.attach_metrics`), the
+downstream columns (:func:`phasezoo.downstream.runner.downstream_columns`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from phasezoo.downstream.runner import downstream_columns
-from phasezoo.metrics import attach_metrics, zoo_phase_map
+from phasezoo.landscape.runner import attach_metrics, zoo_phase_map
 from phasezoo.spec import ZooSpec
 from phasezoo.zoo import DEFAULT_ROOT, Zoo, member_table
 
@@ -29,7 +29,7 @@ def zoo_table(
     (``"last"``: each member's last recorded epoch; :func:`phasezoo.zoo.member_table`), then
     the loss-landscape columns (``hessian_top_eig``, ``hessian_trace``, ``cka``, ``mc_error``,
     ``mc_loss``, ``mc_error_chord``, ``mc_loss_chord``, ``phase``) where ``phasezoo metrics``
-    has computed them (:func:`phasezoo.metrics.attach_metrics`; ``phases=False`` leaves
+    has computed them (:func:`phasezoo.landscape.runner.attach_metrics`; ``phases=False`` leaves
     ``phase`` and ``phase_confidence`` empty, for callers that build the phase map themselves),
     and at the final epoch the downstream columns (:func:`phasezoo.downstream.runner.downstream_columns`).
     Missing values are NaN.
@@ -41,8 +41,9 @@ def zoo_table(
 
 def full_phase_map(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None,
                    root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last"):
-    """The zoo's :class:`~phasezoo.landscape.phases.PhaseMap` (:func:`phasezoo.metrics.zoo_phase_map`)
-    with every numeric column of :func:`zoo_table` averaged into its cells, the downstream
-    results included: what the plots, reports and claims of a zoo read."""
+    """The zoo's :class:`~phasezoo.landscape.phases.PhaseMap`
+    (:func:`phasezoo.landscape.runner.zoo_phase_map`) with every numeric column of
+    :func:`zoo_table` averaged into its cells, the downstream results included: what the plots,
+    reports and claims of a zoo read."""
     z = Zoo.of(zoo, profile, root)
     return zoo_phase_map(z, epoch=epoch, members=zoo_table(z, epoch=epoch, phases=False))

@@ -5,9 +5,13 @@
   the train loss;
 * :mod:`.cka` — linear CKA of two models' outputs, pooled or per batch;
 * :mod:`.curves` — Bézier-curve mode connectivity between two seeds;
-* :mod:`.phases` — the five phases of Yang et al. (2021), explicit thresholds, sensitivity.
+* :mod:`.phases` — the five phases of Yang et al. (2021), explicit thresholds, sensitivity;
+* :mod:`.runner` — computes a zoo's metrics resumably, stores them and joins them onto its table
+  (``phasezoo metrics``).
 
 Importing this package loads the phase code only; the metric functions import torch on first use.
+The runner is never imported here: it sits above the store and the zoo, and the spec (below
+them) imports the phase code through this package.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ What it measures
 
 Why the two sides differ
     Ours keeps the whole (tiny) dataset as one normalised tensor, cuts batches by index, and
-    augments the batch at once (``BatchAugment``: gather / where / grid_sample, no per-sample
+    augments the batch at once (``BatchAugment``: kornia's batched augmentation, no per-sample
     Python), and trains several small models at once in a process pool, one thread each (tiny
     models do not use many cores well). The baseline pays, per sample, a Python
     ``__getitem__`` and a chain of transform calls, then ``default_collate`` per batch, and

@@ -1,46 +1,65 @@
-"""Batched, seeded data augmentation on whole (N, C, H, W) tensors (mini-batches come from
-:mod:`phasezoo.data.batches`).
+"""Batched, seeded data augmentation on whole (N, C, H, W) tensors: a thin layer over kornia.
 
-Augmentations run on the batch at once (gather / ``torch.where`` / ``grid_sample``), on
-whatever device the batch lives on, with no per-sample Python loop. All random numbers are
-drawn from a caller-supplied CPU ``torch.Generator`` *on the CPU* and only then moved to the
-batch's device: the random decisions (crop offsets, flips, angles, RandAugment ops, jitter
-factors, erasing rectangles) are therefore identical on CPU and GPU for the same generator
-state, and the same seed reproduces the same batch. (Interpolation and reductions may still
-differ between devices in the last float bits.)
+The kernels and most random draws are kornia's (``kornia.augmentation``, ``kornia.enhance``,
+``kornia.geometry.transform``): batched, per-sample random, on whatever device the batch lives
+on. This module holds what kornia does not decide for us: the zoo-spec recipe
+(:meth:`BatchAugment.from_spec`), the order of the steps, the standardisation around the colour
+steps, torchvision's RandAugment (op list, per-image op choice, magnitude table), and the
+seeding that makes a member's augmentation reproducible and resumable.
 
-Steps, in this fixed order: random crop, horizontal flip, rotation (the original three), then
-RandAugment, colour jitter and random erasing (the "stronger" ViT recipe of the paper's
-appendix A.2, Cubuk et al. 2019 for RandAugment). RandAugment and colour jitter are defined on
-[0, 1] pixels, as torchvision's float-tensor kernels are; the batches arriving here are
-standardised ``(pixel - mean[c]) / std[c]``, so :class:`BatchAugment` takes the dataset's
-``mean``/``std`` and runs those two steps on ``x * std + mean``, standardising again after
-(``mean``/``std`` None: the data are taken to be [0, 1] pixels already). Random erasing, like
-torchvision's ``RandomErasing`` placed after ``Normalize``, works on the standardised values
-(fill 0 = the train-mean colour).
+Seeding. kornia draws from torch's global CPU generator. Each call of :class:`BatchAugment`
+draws one 63-bit seed from the member's own CPU ``torch.Generator`` (the one that also shuffles
+its batches, whose state is in the member's resume state) and runs the pipeline inside
+``torch.random.fork_rng(devices=[])`` with the global CPU generator seeded from it: the global
+state outside is untouched, the same generator state gives the same batch, and a resumed run
+continues the same stream. kornia samples its parameters on the CPU (its modules are never
+moved to a device here), so the random decisions are the same on CPU and GPU; interpolation and
+reductions may still differ in the last float bits.
 
-Where the new steps differ from torchvision (details at each function): the random numbers are
-drawn batched, so outputs match torchvision in distribution, not sample for sample; colour
-jitter applies brightness, contrast, saturation in a fixed order (torchvision: a random order
-per call) and has no hue; grey is ``0.299 R + 0.587 G + 0.114 B`` (PIL's weights; torchvision's
-tensor kernel uses 0.2989); random erasing draws its 10 candidate rectangles at once and takes
-the first that fits (torchvision: a retry loop, the same distribution) and fills a constant
-only (no ``value="random"``); RandAugment has all 14 of torchvision's ops, run as float
-kernels (no uint8 rounding as on PIL images), magnitudes computed in float64, a sign bit drawn
-for every op slot, nearest interpolation (torchvision's default; the plain ``rotation`` step
-stays bilinear), black fill, and Equalize leaves a nearly constant channel as it is.
+Steps, in this fixed order: random crop, horizontal flip, rotation (the paper's ResNet recipe,
+appendix A.2), then RandAugment, colour jitter and random erasing (the "stronger" ViT recipe;
+Cubuk et al. 2019 for RandAugment). RandAugment and colour jitter are defined on [0, 1] pixels,
+as torchvision's float kernels are; the batches arriving here are standardised
+``(pixel - mean[c]) / std[c]``, so :class:`BatchAugment` takes the dataset's ``mean``/``std``
+and runs those two steps on ``x * std + mean``, standardising again after (``mean``/``std``
+None: the data are taken to be [0, 1] pixels already). Random erasing, like torchvision's
+``RandomErasing`` placed after ``Normalize``, works on the standardised values (fill 0 = the
+train-mean colour).
+
+Where the result differs from torchvision's per-image transforms (all in distribution only;
+nothing matches sample for sample, since the draws are batched):
+
+* RandAugment: kornia's own ``RandAugment`` draws its ops once per *batch* from a different op
+  list (with Invert, without Identity) and other magnitude ranges; torchvision draws them per
+  *image* from 14 ops. :func:`rand_augment` keeps torchvision's scheme (ops per image, the
+  magnitude table of :func:`randaugment_magnitudes`, a random sign per signed op) and applies
+  kornia's kernels to the samples that drew each op. Geometric ops use nearest interpolation
+  and black fill (torchvision's defaults); shears turn about the top-left pixel (torchvision:
+  the top-left corner, half a pixel away); AutoContrast leaves a constant channel as it is.
+* Colour jitter: kornia's ``ColorJitter`` (torchvision's formulas and factor ranges, a random
+  order of the steps per batch where torchvision draws one per image); no hue. Grey is kornia's
+  ``0.299 R + 0.587 G + 0.114 B``.
+* Random erasing: kornia's ``RandomErasing`` draws one rectangle per sample, its aspect ratio
+  uniform on ``[r0, 1]`` or ``[1, r1]`` with probability 1/2 each, clamped to the image;
+  torchvision draws a log-uniform ratio and retries up to 10 times for a rectangle that fits.
+* Rotation: kornia's ``RandomRotation`` (bilinear, zeros outside, ``align_corners=True``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
+import kornia.augmentation as K
+import kornia.enhance as KE
+import kornia.geometry.transform as KT
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from phasezoo.errors import SpecError
 
@@ -55,272 +74,35 @@ RANDAUGMENT_OPS = (
     "Brightness", "Color", "Contrast", "Sharpness", "Posterize", "Solarize",
     "AutoContrast", "Equalize",
 )
-_GEOMETRIC = range(1, 6)  # ShearX .. Rotate: one grid_sample per op slot
 _SIGNED = frozenset(range(1, 10))  # ShearX .. Sharpness take a random sign
 RANDAUGMENT_BINS = 31  # torchvision's num_magnitude_bins default; magnitude in [0, 30]
 
-ERASING_TRIES = 10  # candidate rectangles per sample, as torchvision's retry loop
 ERASING_DEFAULTS = {"p": 0.5, "scale": (0.02, 0.33), "ratio": (0.3, 3.3), "value": 0.0}
 JITTER_KEYS = ("brightness", "contrast", "saturation")
 RANDAUGMENT_DEFAULTS = {"num_ops": 2, "magnitude": 9}
 
-#: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` uses; torchvision's tensor kernel
-#: uses 0.2989 for red).
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+#: Upper bound (exclusive) of the per-call seed drawn from the member's generator.
+_SEED_BOUND = 2**63 - 1
 
 
-def random_crop(x: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
-    """Zero-pad by ``padding`` on all sides, then cut an H x W window at per-sample ``offsets``.
+@contextlib.contextmanager
+def seeded_global_rng(generator: torch.Generator) -> Iterator[None]:
+    """Run the block with torch's global CPU generator seeded from one draw of ``generator``.
 
-    ``offsets`` is (N, 2) int64 (row, column) in ``[0, 2*padding]`` on ``x.device``; this is
-    torchvision's ``RandomCrop(size, padding)`` done for the whole batch. Sample ``n`` comes out
-    as ``out[n, :, i, j] = x[n, :, i - dy, j - dx]`` with ``(dy, dx) = padding - offsets[n]``,
-    zero where that index falls outside the image. Two gathers (rows, then columns) do the
-    per-sample window selection without a loop.
+    The global state is saved and restored around the block (``fork_rng`` over no CUDA
+    device: kornia samples on the CPU, and the CUDA generators, which dropout on a GPU uses,
+    stay untouched). One ``randint`` is drawn from ``generator`` per call, so its state (kept
+    in a member's resume state) determines everything drawn inside.
     """
-    n, c, h, w = x.shape
-    p = int(padding)
-    padded = F.pad(x, (p, p, p, p))
-    rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # (N, H) rows of `padded`
-    cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # (N, W) columns of `padded`
-    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * p))
-    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
-
-
-def hflip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Mirror left-right the samples where the (N,) bool ``flip`` is True, keep the others."""
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
-
-
-def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Rotate each sample by ``degrees[n]`` about the image centre (positive = counter-clockwise).
-
-    Uses ``F.affine_grid`` + ``F.grid_sample`` (bilinear, zeros outside, align_corners=False,
-    i.e. pixel-centre coordinates, so angle 0 reproduces the input exactly). The grid maps each
-    output location to its input location with the inverse rotation; in normalised coordinates
-    the off-diagonal terms carry H/W factors so non-square images rotate rigidly in pixels:
-    ``theta = [[cos a, -sin a * H/W, 0], [sin a * W/H, cos a, 0]]`` (x right, y down).
-    """
-    n, _, h, w = x.shape
-    rad = degrees.to(device=x.device, dtype=x.dtype) * (math.pi / 180.0)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    zero = torch.zeros_like(rad)
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin * (h / w), zero], dim=1),
-            torch.stack([sin * (w / h), cos, zero], dim=1),
-        ],
-        dim=1,
-    )  # (N, 2, 3)
-    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-# --------------------------------------------------------------------------- random erasing
-
-
-def random_erasing_params(
-    n: int,
-    height: int,
-    width: int,
-    p: float,
-    scale: tuple[float, float],
-    ratio: tuple[float, float],
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample erasing rectangles ``(top, left, rect_h, rect_w)``, each (N,) int64 on the CPU.
-
-    torchvision's ``RandomErasing.get_params`` for the whole batch. Draws, all float64
-    ``rand`` from ``generator`` in this order: the coins (N,), then for ``ERASING_TRIES`` = 10
-    candidates per sample the area (N, 10), the log aspect ratio (N, 10), the row (N, 10) and
-    the column (N, 10). Candidate ``k`` has area ``A = H W (s0 + (s1 - s0) u)`` and aspect
-    ``r = exp(log r0 + (log r1 - log r0) v)``, so ``rect_h = round(sqrt(A r))``,
-    ``rect_w = round(sqrt(A / r))`` (half to even, like Python's ``round``); it fits when
-    ``rect_h < H`` and ``rect_w < W`` (strict, as torchvision). torchvision retries up to 10
-    times; here all 10 candidates are drawn at once and the *first that fits* is taken, which
-    is the same distribution. Its corner is ``top = floor(u_row (H - rect_h + 1))``,
-    ``left = floor(u_col (W - rect_w + 1))`` (uniform, torchvision's ``randint``). A sample is
-    erased iff ``coin < p`` and some candidate fits (none fits: left as is, as torchvision);
-    samples not erased get ``rect_h = rect_w = 0``.
-    """
-    s0, s1 = scale
-    lr0, lr1 = math.log(ratio[0]), math.log(ratio[1])
-    coin = torch.rand(n, generator=generator, dtype=torch.float64)
-    u_area, u_ratio, u_top, u_left = (
-        torch.rand(n, ERASING_TRIES, generator=generator, dtype=torch.float64) for _ in range(4)
-    )
-    area = height * width * (s0 + (s1 - s0) * u_area)
-    aspect = torch.exp(lr0 + (lr1 - lr0) * u_ratio)
-    rect_h = torch.round(torch.sqrt(area * aspect))
-    rect_w = torch.round(torch.sqrt(area / aspect))
-    fits = (rect_h < height) & (rect_w < width)
-    first = fits.to(torch.int64).argmax(dim=1, keepdim=True)  # first True (0 when none fits)
-    erased = (coin < p) & fits.any(dim=1)
-
-    def pick(v: torch.Tensor) -> torch.Tensor:
-        return torch.where(erased, v.gather(1, first).squeeze(1), 0.0).to(torch.int64)
-
-    top = pick(torch.floor(u_top * (height - rect_h + 1)))
-    left = pick(torch.floor(u_left * (width - rect_w + 1)))
-    return top, left, pick(rect_h), pick(rect_w)
-
-
-def erase(
-    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, rect_h: torch.Tensor, rect_w: torch.Tensor,
-    value: float,
-) -> torch.Tensor:
-    """Fill one rectangle per sample with ``value`` (all channels), via a mask, no loop.
-
-    ``top``, ``left``, ``rect_h``, ``rect_w`` are (N,) int64 on ``x.device``:
-    ``out[n, :, i, j] = value`` where ``top[n] <= i < top[n] + rect_h[n]`` and
-    ``left[n] <= j < left[n] + rect_w[n]``, else ``x[n, :, i, j]``; a zero height or width
-    leaves the sample unchanged.
-    """
-    h, w = x.shape[-2:]
-    rows = torch.arange(h, device=x.device)
-    cols = torch.arange(w, device=x.device)
-    in_rows = (rows >= top[:, None]) & (rows < (top + rect_h)[:, None])  # (N, H)
-    in_cols = (cols >= left[:, None]) & (cols < (left + rect_w)[:, None])  # (N, W)
-    mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # (N, 1, H, W)
-    return x.masked_fill(mask, value)
-
-
-# --------------------------------------------------------------------------- colour ops on [0, 1]
-#
-# These mirror torchvision's float-tensor kernels (transforms.v2.functional): pixels in [0, 1],
-# every blend clamped to [0, 1]. A factor is a Python number (same for all samples) or an (N,)
-# tensor (one per sample, any device; moved to the batch's device and dtype).
-
-
-def _per_sample(value: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
-    return torch.tensor(float(value), dtype=x.dtype, device=x.device)
+    seed = int(torch.randint(0, _SEED_BOUND, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 def _check_colour_channels(x: torch.Tensor) -> None:
     if x.shape[1] not in (1, 3):
         raise ValueError(f"colour augmentations need 1 or 3 channels (grey or RGB), got {x.shape[1]}")
-
-
-def grayscale(p: torch.Tensor) -> torch.Tensor:
-    """Luma ``0.299 R + 0.587 G + 0.114 B`` (ITU-R 601), (N, 1, H, W); a 1-channel image is itself."""
-    _check_colour_channels(p)
-    if p.shape[1] == 1:
-        return p
-    r, g, b = p.unbind(1)
-    return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
-
-
-def _blend(p: torch.Tensor, other: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
-    f = _per_sample(factor, p)
-    return (f * p + (1.0 - f) * other).clamp(0.0, 1.0)
-
-
-def adjust_brightness(p: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
-    """``clamp(f p, 0, 1)``: a blend with black."""
-    return (_per_sample(factor, p) * p).clamp(0.0, 1.0)
-
-
-def adjust_contrast(p: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
-    """``clamp(f p + (1 - f) m, 0, 1)``, ``m`` the image's mean grey (mean of :func:`grayscale`).
-
-    Without clamping the mean grey is unchanged: ``gray`` is linear with weights summing to 1.
-    """
-    m = grayscale(p).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(p, m, factor)
-
-
-def adjust_saturation(p: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
-    """``clamp(f p + (1 - f) gray(p), 0, 1)`` for RGB; a 1-channel image is returned as it is."""
-    _check_colour_channels(p)
-    if p.shape[1] == 1:
-        return p
-    return _blend(p, grayscale(p), factor)
-
-
-def adjust_sharpness(p: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
-    """``clamp(f p + (1 - f) s, 0, 1)`` with ``s`` the smoothed image (PIL's SMOOTH filter).
-
-    ``s`` is ``p`` convolved (per channel) with ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13`` on
-    the interior and ``p`` itself on the one-pixel border; images with H or W <= 2 come back
-    unchanged (torchvision).
-    """
-    c, h, w = p.shape[1:]
-    if h <= 2 or w <= 2:
-        return p
-    kernel = torch.full((3, 3), 1.0 / 13.0, dtype=p.dtype, device=p.device)
-    kernel[1, 1] = 5.0 / 13.0
-    smooth = p.clone()
-    smooth[:, :, 1:-1, 1:-1] = F.conv2d(p, kernel.expand(c, 1, 3, 3), groups=c)
-    return _blend(p, smooth, factor)
-
-
-def posterize(p: torch.Tensor, bits: float | torch.Tensor) -> torch.Tensor:
-    """Keep ``b`` bits: ``min(floor(p 2^b), 2^b - 1) / 2^b`` (torchvision's float posterize)."""
-    levels = torch.pow(2.0, _per_sample(bits, p))
-    return torch.minimum((p * levels).floor().clamp(min=0.0), levels - 1.0) / levels
-
-
-def solarize(p: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
-    """Invert the bright pixels: ``where(p >= t, 1 - p, p)``."""
-    return torch.where(p >= _per_sample(threshold, p), 1.0 - p, p)
-
-
-def autocontrast(p: torch.Tensor) -> torch.Tensor:
-    """Stretch every channel of every image to [0, 1]: ``(p - lo) / (hi - lo)``.
-
-    ``lo``/``hi`` are that channel's min/max over (H, W); a constant channel (``hi == lo``) is
-    left as it is (only clamped to [0, 1]), as torchvision does.
-    """
-    lo = p.amin(dim=(2, 3), keepdim=True)
-    hi = p.amax(dim=(2, 3), keepdim=True)
-    flat = hi == lo
-    lo = torch.where(flat, torch.zeros_like(lo), lo)
-    span = torch.where(flat, torch.ones_like(hi), hi - lo)
-    return ((p - lo) / span).clamp(0.0, 1.0)
-
-
-def equalize(p: torch.Tensor) -> torch.Tensor:
-    """Histogram-equalise every channel of every image (PIL's scheme, as torchvision's kernel).
-
-    Pixels are binned as torchvision converts float to uint8, ``u = floor(p * 255.999)`` in
-    0..255. With ``cum[k]`` the number of the channel's pixels with ``u <= k`` and
-    ``step = floor(#(u < max u) / 255)``: ``lut[0] = 0``,
-    ``lut[k] = min(floor((cum[k-1] + floor(step / 2)) / step), 255)``, output ``lut[u] / 255``.
-    A channel with ``step == 0`` (nearly constant) is returned unchanged (torchvision returns
-    its uint8-quantised copy). The cumulative counts come from a sort and ``searchsorted``
-    rather than a scatter-add histogram: no atomics, so deterministic on a GPU too.
-    """
-    n, c, h, w = p.shape
-    u = (p.clamp(0.0, 1.0) * (256.0 - 1e-3)).to(torch.int64).view(n * c, h * w)
-    srt = u.sort(dim=1).values
-    levels = torch.arange(255, device=p.device).expand(n * c, 255).contiguous()
-    cum = torch.searchsorted(srt, levels, right=True)  # cum[k] = #(u <= k), k = 0..254
-    step = torch.searchsorted(srt, srt[:, -1:].contiguous()) // 255  # #(u < max u) // 255
-    lut = ((cum + step // 2) // step.clamp(min=1)).clamp(max=255)
-    lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], dim=1)  # (N*C, 256)
-    out = lut.gather(1, u).to(p.dtype).mul(1.0 / 255.0).view(n, c, h, w)
-    return torch.where((step > 0).view(n, c, 1, 1), out, p)
-
-
-def color_jitter(
-    p: torch.Tensor,
-    brightness: torch.Tensor | None = None,
-    contrast: torch.Tensor | None = None,
-    saturation: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Brightness, then contrast, then saturation (a fixed order), each with per-sample (N,)
-    factors; a ``None`` factor skips that step. torchvision's ``ColorJitter`` draws a random
-    order of its four steps per call (per image in a per-sample pipeline); the order here is
-    always the same."""
-    if brightness is not None:
-        p = adjust_brightness(p, brightness)
-    if contrast is not None:
-        p = adjust_contrast(p, contrast)
-    if saturation is not None:
-        p = adjust_saturation(p, saturation)
-    return p
 
 
 # --------------------------------------------------------------------------- RandAugment
@@ -348,48 +130,51 @@ def randaugment_magnitudes(magnitude: int, height: int, width: int) -> tuple[flo
     )
 
 
-def randaugment_theta(ops: torch.Tensor, magnitudes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Per-sample ``affine_grid`` matrices (N, 2, 3), float64, for one RandAugment op slot.
-
-    ``ops`` (N,) indices into :data:`RANDAUGMENT_OPS`, ``magnitudes`` (N,) signed. Each
-    sample's inverse map (output location -> input location) in centred pixel coordinates
-    (x right, y down, origin at the image centre, pixel ``j`` at ``j - (W - 1)/2``) is
-    ``in = M out + t``, torchvision's ``F.affine``/``F.rotate`` inverse matrix:
-    ShearX m: ``M = [[1, m], [0, 1]]``, ``t = (m H/2, 0)`` (shear about the top-left corner,
-    ``center=[0, 0]``); ShearY m: ``M = [[1, 0], [m, 1]]``, ``t = (0, m W/2)``; TranslateX d:
-    ``t = (-d, 0)`` (the image moves right for d > 0); TranslateY d: ``t = (0, -d)``; Rotate a
-    degrees counter-clockwise: ``M = [[cos a, -sin a], [sin a, cos a]]``, ``t = 0``; any other
-    op: the identity. In ``affine_grid``'s normalised coordinates (align_corners=False) this is
-    ``theta = [[M00, M01 H/W, 2 tx/W], [M10 W/H, M11, 2 ty/H]]``.
-    """
-    m = magnitudes.to(torch.float64)
-    zero = torch.zeros_like(m)
-    rad = torch.where(ops == 5, m, zero) * (math.pi / 180.0)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    m01 = torch.where(ops == 1, m, -sin)
-    m10 = torch.where(ops == 2, m, sin)
-    tx = torch.where(ops == 1, m * (height / 2), torch.where(ops == 3, -m, zero))
-    ty = torch.where(ops == 2, m * (width / 2), torch.where(ops == 4, -m, zero))
-    return torch.stack(
-        [
-            torch.stack([cos, m01 * (height / width), tx * (2.0 / width)], dim=1),
-            torch.stack([m10 * (width / height), cos, ty * (2.0 / height)], dim=1),
-        ],
-        dim=1,
-    )
+def _autocontrast(p: torch.Tensor) -> torch.Tensor:
+    """kornia's per-channel min-max stretch, with a constant channel left as it is (torchvision;
+    kornia's ``normalize_min_max`` would make it 0)."""
+    flat = p.amax(dim=(2, 3), keepdim=True) == p.amin(dim=(2, 3), keepdim=True)
+    return torch.where(flat, p, KE.normalize_min_max(p).clamp(0.0, 1.0))
 
 
-# Photometric ops: index into RANDAUGMENT_OPS -> kernel(p, per-sample signed magnitudes).
-_PHOTOMETRIC = {
-    6: lambda p, m: adjust_brightness(p, 1.0 + m),
-    7: lambda p, m: adjust_saturation(p, 1.0 + m),
-    8: lambda p, m: adjust_contrast(p, 1.0 + m),
-    9: lambda p, m: adjust_sharpness(p, 1.0 + m),
-    10: posterize,
-    11: solarize,
-    12: lambda p, m: autocontrast(p),
-    13: lambda p, m: equalize(p),
+def _zeros_beside(m: torch.Tensor, first: bool) -> torch.Tensor:
+    """(N, 2) with ``m`` in column 0 (``first``) or 1 and zeros in the other."""
+    z = torch.zeros_like(m)
+    return torch.stack([m, z] if first else [z, m], dim=1)
+
+
+# index into RANDAUGMENT_OPS -> kornia kernel(p, signed magnitudes (N,) float64 on the CPU)
+_NEAREST = {"mode": "nearest", "padding_mode": "zeros"}
+_RANDAUGMENT_KERNELS = {
+    1: lambda p, m: KT.shear(p, _zeros_beside(m, True).to(p), **_NEAREST),
+    2: lambda p, m: KT.shear(p, _zeros_beside(m, False).to(p), **_NEAREST),
+    3: lambda p, m: KT.translate(p, _zeros_beside(m, True).to(p), **_NEAREST),
+    4: lambda p, m: KT.translate(p, _zeros_beside(m, False).to(p), **_NEAREST),
+    5: lambda p, m: KT.rotate(p, m.to(p), **_NEAREST),
+    6: lambda p, m: KE.adjust_brightness_accumulative(p, (1.0 + m).to(p)),
+    7: lambda p, m: KE.adjust_saturation_with_gray_subtraction(p, (1.0 + m).to(p)),
+    8: lambda p, m: KE.adjust_contrast_with_mean_subtraction(p, (1.0 + m).to(p)),
+    9: lambda p, m: KE.sharpness(p, (1.0 + m).to(p)),
+    10: lambda p, m: KE.posterize(p, m.to(device=p.device, dtype=torch.int64)),
+    11: lambda p, m: KE.solarize(p, m.to(p)),
+    12: lambda p, m: _autocontrast(p),
+    13: lambda p, m: KE.equalize(p),
 }
+
+
+def randaugment_draws(n: int, num_ops: int, magnitude: int, height: int, width: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's per-image RandAugment draws for a batch, from torch's global generator.
+
+    ``ops`` (N, num_ops) uniform over the 14 ops (with replacement, as torchvision), then sign
+    bits (N, num_ops) (1 = negative, used by signed ops only; drawn for every slot so the count
+    is fixed); returns ``ops`` and the signed magnitudes (N, num_ops) float64.
+    """
+    ops = torch.randint(0, len(RANDAUGMENT_OPS), (n, num_ops))
+    negative = torch.randint(0, 2, (n, num_ops)) == 1
+    table = torch.tensor(randaugment_magnitudes(magnitude, height, width), dtype=torch.float64)
+    signed = torch.tensor([i in _SIGNED for i in range(len(RANDAUGMENT_OPS))])
+    return ops, torch.where(signed[ops] & negative, -table[ops], table[ops])
 
 
 def rand_augment(p: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
@@ -397,38 +182,24 @@ def rand_augment(p: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor) -
 
     ``ops`` (N, S) int64 and ``magnitudes`` (N, S) float64, both on the CPU: sample ``n`` gets
     op ``ops[n, 0]`` with signed magnitude ``magnitudes[n, 0]`` (units of
-    :func:`randaugment_magnitudes`), then ``ops[n, 1]``, ... Per slot: one ``affine_grid`` +
-    ``grid_sample`` over the whole batch (nearest, torchvision's RandAugment default; zeros =
-    black outside, torchvision's ``fill=None``; align_corners=False) with the matrices of
-    :func:`randaugment_theta` (identity for samples without a geometric op), kept by
-    ``torch.where`` only for the samples that drew a geometric op; then each photometric op on
-    the samples that drew it: their indices come from the CPU mask ``ops[:, s] == k``, so
-    ``index_select`` -> op -> ``index_copy`` needs no device synchronisation and each sample
-    goes through one photometric kernel per slot instead of nine masked whole-batch ones.
-    Ops that no sample drew in a slot are skipped. A sample that drew only Identity comes back
-    bit-for-bit.
+    :func:`randaugment_magnitudes`), then ``ops[n, 1]``, ... Per slot, each op's kornia kernel
+    runs once on the samples that drew it (``index_select`` -> kernel -> ``index_copy``; the
+    indices come from the CPU, so no device synchronisation). Identity and ops no sample drew
+    cost nothing; a sample that drew only Identity comes back bit-for-bit.
     """
     _check_colour_channels(p)
-    n, c, h, w = p.shape
     dev = p.device
-    p_in = p
+    out = p
     for s in range(ops.shape[1]):
         op, mag = ops[:, s], magnitudes[:, s].to(torch.float64)
-        geo = (op >= _GEOMETRIC.start) & (op < _GEOMETRIC.stop)
-        if bool(geo.any()):
-            theta = randaugment_theta(op, torch.where(geo, mag, 0.0), h, w).to(device=dev, dtype=p.dtype)
-            grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
-            warped = F.grid_sample(p, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-            p = torch.where(geo.to(dev)[:, None, None, None], warped, p)
-        photometric = (op >= min(_PHOTOMETRIC)) & (op <= max(_PHOTOMETRIC))
-        if bool(photometric.any()) and p is p_in:
-            p = p.clone()  # written in place below; never the caller's tensor
-        for k, kernel in _PHOTOMETRIC.items():
+        for k, kernel in _RANDAUGMENT_KERNELS.items():
             idx = (op == k).nonzero().squeeze(1)  # CPU
             if len(idx):
+                if out is p:
+                    out = p.clone()  # written in place below; never the caller's tensor
                 idx_dev = idx.to(dev)
-                p.index_copy_(0, idx_dev, kernel(p.index_select(0, idx_dev), mag[idx]))
-    return p
+                out.index_copy_(0, idx_dev, kernel(out.index_select(0, idx_dev), mag[idx]))
+    return out
 
 
 def _spec_error(msg: str) -> SpecError:
@@ -492,23 +263,25 @@ class BatchAugment:
     colour jitter, random erasing (in that order; each off at its default).
 
     ``crop_padding``: zero-pad by this many pixels and take a random crop of the original size
-    (0 = off). ``hflip``: mirror each sample with probability 1/2. ``rotation_degrees``: rotate
-    each sample by an angle uniform in ``[-deg, deg]`` (0 = off). The data are already
-    standardised, so "zero" padding (crop, and the corners a rotation uncovers) is the
-    train-mean colour rather than black; that is the usual, accepted convention.
+    (0 = off; kornia's ``RandomCrop``). ``hflip``: mirror each sample with probability 1/2
+    (``RandomHorizontalFlip``). ``rotation_degrees``: rotate each sample by an angle uniform in
+    ``[-deg, deg]`` (0 = off; ``RandomRotation``). The data are already standardised, so "zero"
+    padding (crop, and the corners a rotation uncovers) is the train-mean colour rather than
+    black; that is the usual, accepted convention.
 
     ``randaugment_num_ops`` (0 = off) ops per sample, each drawn uniformly from the 14 of
     :data:`RANDAUGMENT_OPS` (all of torchvision's RandAugment ops) at bin
-    ``randaugment_magnitude`` of 31 (see :func:`rand_augment`; geometric ops fill black pixels,
+    ``randaugment_magnitude`` of 31 (:func:`rand_augment`; geometric ops fill black pixels,
     torchvision's default, not the mean colour). ``jitter_brightness``/``_contrast``/
-    ``_saturation`` = ``b``: per-sample factors uniform in ``[max(0, 1 - b), 1 + b]``, applied
-    in that order (:func:`color_jitter`; 0 = that step off; hue is not implemented). These two
-    steps work on [0, 1] pixels: with ``mean``/``std`` (the dataset's per-channel statistics)
-    the batch is mapped to ``x * std + mean``, augmented, and standardised back; without, the
-    batch is taken to be [0, 1] pixels. ``erasing_p`` (0 = off): with this probability a sample
-    gets one rectangle of area fraction in ``erasing_scale`` and aspect ratio (height / width)
-    in ``erasing_ratio`` filled with ``erasing_value`` in the batch's own (standardised) units,
-    so 0 is the mean colour (:func:`random_erasing_params`).
+    ``_saturation`` = ``b``: per-sample factors uniform in ``[max(0, 1 - b), 1 + b]``
+    (kornia's ``ColorJitter``; 0 = that step off; hue is not offered; saturation on a
+    one-channel image does nothing). These two steps work on [0, 1] pixels: with
+    ``mean``/``std`` (the dataset's per-channel statistics) the batch is mapped to
+    ``x * std + mean``, augmented, and standardised back; without, the batch is taken to be
+    [0, 1] pixels. ``erasing_p`` (0 = off): with this probability a sample gets one rectangle
+    of area fraction in ``erasing_scale`` and aspect ratio (height / width) in
+    ``erasing_ratio`` filled with ``erasing_value`` in the batch's own (standardised) units, so
+    0 is the mean colour (kornia's ``RandomErasing``).
 
     Settings of a step that is off are reset to their defaults, so two instances that augment
     alike compare equal and ``from_spec(a.to_spec()) == a`` (for ``mean``/``std`` None; those
@@ -684,41 +457,28 @@ class BatchAugment:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment the batch ``x`` (N, C, H, W); identity returns ``x`` itself, drawing nothing.
 
-        Draw order from ``generator`` (CPU), only for enabled steps: crop offsets
-        ``randint(0, 2p+1, (N, 2))``, flip coins ``rand(N) < 0.5``, angles
-        ``(2 rand(N) - 1) * deg``; RandAugment ops ``randint(0, 14, (N, num_ops))`` then sign
-        bits ``randint(0, 2, (N, num_ops))`` (1 = negative, used by signed ops only; drawn for
-        every slot so the count is fixed); jitter factors ``lo + (hi - lo) rand(N)`` for
-        brightness, contrast, saturation (only the non-zero ones, in that order); erasing
-        draws as in :func:`random_erasing_params`. All ``rand`` here are float64. Keeping this
-        order fixed is what makes a seed reproducible. Nothing is drawn from torch's global
-        generator, and no draw depends on the data, only on N, H, W and the settings.
+        Otherwise one seed is drawn from ``generator`` (CPU) and every random decision of the
+        enabled steps comes from it (:func:`seeded_global_rng`), in the fixed step order; no
+        draw depends on the data, only on N, C, H, W and the settings.
         """
         if self.is_identity:
             return x
         check_cpu_generator(generator)
-        n = x.shape[0]
-        if self.crop_padding:
-            p = self.crop_padding
-            offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=generator)
-            x = random_crop(x, p, offsets.to(x.device))
-        if self.hflip:
-            flip = torch.rand(n, generator=generator) < 0.5
-            x = hflip(x, flip.to(x.device))
-        if self.rotation_degrees:
-            angles = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * self.rotation_degrees
-            x = rotate(x, angles.to(x.device))
-        if self.randaugment_num_ops or self._jitter_on:
-            x = self._colour_steps(x, generator)
-        if self.erasing_p:
-            h, w = x.shape[-2:]
-            rects = random_erasing_params(
-                n, h, w, self.erasing_p, self.erasing_scale, self.erasing_ratio, generator
-            )
-            x = erase(x, *(r.to(x.device) for r in rects), self.erasing_value)
+        n, c, h, w = x.shape
+        geometric, jitter, erasing = _kornia_steps(self, c, h, w)
+        with seeded_global_rng(generator):
+            for step in geometric:
+                x = step(x)
+            if self.randaugment_num_ops or jitter is not None:
+                x = self._colour_steps(x, jitter)
+            if erasing is not None:
+                # kornia fills only values in [0, 1]; its rectangles are read off a ones mask and
+                # filled with the spec's value in standardised units (pixels outside stay exact)
+                kept = erasing(torch.ones(n, 1, h, w, dtype=x.dtype, device=x.device))
+                x = x.masked_fill(kept == 0, self.erasing_value)
         return x
 
-    def _colour_steps(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _colour_steps(self, x: torch.Tensor, jitter: nn.Module | None) -> torch.Tensor:
         """RandAugment then colour jitter on ``x * std + mean``, standardised back after.
 
         Samples left untouched (RandAugment drew Identity only, no jitter) are returned
@@ -727,31 +487,46 @@ class BatchAugment:
         _check_colour_channels(x)
         n, _, h, w = x.shape
         touched = torch.ones(n, dtype=torch.bool)
-        ops = mags = None
-        if self.randaugment_num_ops:
-            k = self.randaugment_num_ops
-            ops = torch.randint(0, len(RANDAUGMENT_OPS), (n, k), generator=generator)
-            negative = torch.randint(0, 2, (n, k), generator=generator) == 1
-            table = torch.tensor(
-                randaugment_magnitudes(self.randaugment_magnitude, h, w), dtype=torch.float64
-            )
-            signed = torch.tensor([i in _SIGNED for i in range(len(RANDAUGMENT_OPS))])
-            mags = torch.where(signed[ops] & negative, -table[ops], table[ops])
-            touched = (ops != 0).any(dim=1)
-        factors: dict[str, torch.Tensor] = {}
-        for key in JITTER_KEYS:
-            b = getattr(self, f"jitter_{key}")
-            if b:
-                lo, hi = max(0.0, 1.0 - b), 1.0 + b
-                factors[key] = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
-        if factors:
-            touched = torch.ones(n, dtype=torch.bool)
         stats = self._standardisation(x)
-        p = x if stats is None else x * stats[1] + stats[0]
-        if ops is not None:
+        # [0, 1] pixels, as torchvision's float kernels take them (kornia's Equalize refuses
+        # others); the clamp only removes the round trip's last-bit overshoot for real images
+        p = (x if stats is None else x * stats[1] + stats[0]).clamp(0.0, 1.0)
+        if self.randaugment_num_ops:
+            ops, mags = randaugment_draws(n, self.randaugment_num_ops, self.randaugment_magnitude, h, w)
             p = rand_augment(p, ops, mags)
-        p = color_jitter(p, **factors)
+            touched = (ops != 0).any(dim=1)
+        if jitter is not None:
+            p = jitter(p)
+            touched = torch.ones(n, dtype=torch.bool)
         out = p if stats is None else (p - stats[0]) / stats[1]
         if bool(touched.all()):
             return out
         return torch.where(touched.to(x.device)[:, None, None, None], out, x)
+
+
+@functools.lru_cache(maxsize=64)
+def _kornia_steps(aug: BatchAugment, channels: int, height: int, width: int
+                  ) -> tuple[tuple[nn.Module, ...], nn.Module | None, nn.Module | None]:
+    """kornia modules for one pipeline and image shape: (crop, flip, rotation), jitter, erasing.
+
+    Built once per (pipeline, shape): kornia modules hold no learnt state, only their settings
+    (and the parameters of their last call). Saturation is dropped for one-channel images.
+    """
+    geometric: list[nn.Module] = []
+    if aug.crop_padding:
+        geometric.append(K.RandomCrop((height, width), padding=aug.crop_padding, fill=0.0,
+                                      padding_mode="constant", p=1.0))
+    if aug.hflip:
+        geometric.append(K.RandomHorizontalFlip(p=0.5))
+    if aug.rotation_degrees:
+        geometric.append(K.RandomRotation(aug.rotation_degrees, p=1.0))
+    jitter = None
+    saturation = aug.jitter_saturation if channels == 3 else 0.0
+    if aug.jitter_brightness or aug.jitter_contrast or saturation:
+        jitter = K.ColorJitter(brightness=aug.jitter_brightness, contrast=aug.jitter_contrast,
+                               saturation=saturation, hue=0.0, p=1.0)
+    erasing = None
+    if aug.erasing_p:
+        erasing = K.RandomErasing(scale=aug.erasing_scale, ratio=aug.erasing_ratio, value=0.0,
+                                  p=aug.erasing_p)
+    return tuple(geometric), jitter, erasing

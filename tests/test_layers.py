@@ -1,5 +1,6 @@
 """The package's layering, read from the source with ``ast``: no import cycle (imports inside
-functions included, since they run too), and only :mod:`phasezoo.executors` starts processes."""
+functions included, since they run too), only :mod:`phasezoo.executors` starts processes, and
+every import left inside a function says why with a ``# lazy:`` comment."""
 
 from __future__ import annotations
 
@@ -143,3 +144,61 @@ def test_only_executors_starts_processes():
             if bad:
                 offenders.append(f"{module}: {sorted(set(bad))}")
     assert not offenders, "processes started outside phasezoo.executors: " + "; ".join(offenders)
+
+
+def _function_imports(tree: ast.AST) -> list[ast.stmt]:
+    """``import`` / ``from … import`` statements inside a function body (at any depth)."""
+    out: list[ast.stmt] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)):
+                out.append(child)
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+    visit(tree, False)
+    return out
+
+
+def _unmarked_function_imports(source: str) -> list[int]:
+    """Lines of in-function imports with no ``# lazy:`` comment on their line or on a comment
+    line just above. An import stays in a function only to keep start-up fast or to tolerate an
+    optional extra; anything else belongs at the top of its module."""
+    lines = source.splitlines()
+    out = []
+    for node in _function_imports(ast.parse(source)):
+        own = lines[node.lineno - 1]
+        above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+        if "# lazy:" not in own and not above.startswith("# lazy:"):
+            out.append(node.lineno)
+    return out
+
+
+def test_the_lazy_import_check_finds_an_unmarked_import():
+    source = (
+        "import os\n"
+        "def f():\n"
+        "    import json\n"  # line 3: unmarked
+        "    import re  # lazy: a reason\n"
+        "    # lazy: a reason\n"
+        "    from a import b\n"
+        "    x = 1  # lazy: not a comment line\n"
+        "    import csv\n"  # line 8: the line above is code
+        "    class C:\n"
+        "        def g(self):\n"
+        "            import sys\n"  # line 11: nested
+    )
+    assert _unmarked_function_imports(source) == [3, 8, 11]
+
+
+def test_imports_inside_functions_say_why():
+    offenders = []
+    for module, path in sorted(_modules().items()):
+        if module == "phasezoo.cli" or path.name == "__init__.py":
+            continue  # they defer imports by design, so that the command line starts fast
+        source = path.read_text()
+        lines = source.splitlines()
+        offenders += [f"{path.relative_to(PACKAGE.parent)}:{n}: {lines[n - 1].strip()}"
+                      for n in _unmarked_function_imports(source)]
+    assert not offenders, ("imports inside functions without a '# lazy:' comment (move them to the top "
+                           "of the module, or say why they must wait):\n" + "\n".join(offenders))

@@ -35,7 +35,7 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
+        import importlib  # lazy: `import phasezoo`, and so the CLI, starts without importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'phasezoo' has no attribute {name!r}")

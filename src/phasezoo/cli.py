@@ -8,7 +8,10 @@ Every subcommand is a thin wrapper around a function of the package (``phasezoo.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import time
 from pathlib import Path
 
 from phasezoo.errors import PhaseZooError
@@ -152,7 +155,7 @@ def _write_csv(df, csv: str | None) -> bool:
     if csv == "-":
         df.to_csv(sys.stdout, index=False)
     else:
-        from phasezoo.store import atomic_write_bytes
+        from phasezoo.store import atomic_write_bytes  # lazy: the CLI starts without importing torch
 
         atomic_write_bytes(Path(csv), df.to_csv(index=False).encode())
         print(f"wrote {len(df)} rows to {csv}")
@@ -165,7 +168,7 @@ def _check_profile(spec, profile: str) -> None:
 
 def _load_specs(zoos: list[str], profile: str) -> list:
     """The specs of several zoos, each checked to have ``profile`` (commands over many zoos)."""
-    from phasezoo.spec import load_spec
+    from phasezoo.spec import load_spec  # lazy: the CLI starts without importing torch
 
     specs = [load_spec(z) for z in zoos]
     for spec in specs:
@@ -176,7 +179,7 @@ def _load_specs(zoos: list[str], profile: str) -> list:
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _check_csv(getattr(args, "csv", None))
-    # Imports are deferred so that `phasezoo --help` and `phasezoo zoos` stay quick.
+    # lazy: the CLI starts, parses and answers --help without importing torch
     from phasezoo.spec import list_zoos, load_spec, plan_json
 
     if args.command == "zoos":
@@ -187,6 +190,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "notebook":
+        # lazy: the CLI starts without importing yaml
         from phasezoo.publish.notebooks import find_notebook, parse_parameters, run_notebook
 
         source = find_notebook(args.name)
@@ -196,9 +200,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "book":
-        import time
-
-        from phasezoo.publish.book import build_html, execute_pages
+        from phasezoo.publish.book import build_html, execute_pages  # lazy: the CLI starts without importing torch
 
         _load_specs(args.zoos, args.profile)
         if args.workers < 1:
@@ -213,7 +215,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "summary":
-        from phasezoo.analysis.report import summary_table
+        from phasezoo.analysis.report import summary_table  # lazy: the CLI starts without importing torch
 
         specs = _load_specs(args.zoos, args.profile)
         table = summary_table(specs, args.profile, args.root)
@@ -234,7 +236,7 @@ def run(argv: list[str] | None = None) -> int:
                       f"{m.optimizer} lr={m.lr:g} epochs={m.epochs}")
         return 0
 
-    from phasezoo import zoo as zoo_ops
+    from phasezoo import zoo as zoo_ops  # lazy: the CLI starts without importing torch
 
     z = zoo_ops.Zoo.of(spec, args.profile, args.root)
     if args.command == "train":
@@ -247,8 +249,6 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "verify":
-        import time
-
         t0 = time.perf_counter()
         report = zoo_ops.verify_zoo(z)
         for line in report.problems:
@@ -264,11 +264,11 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "table":
-        from phasezoo.analysis.table import zoo_table
+        from phasezoo.analysis.table import zoo_table  # lazy: the CLI starts without importing torch
 
         df = zoo_table(z, epoch=_epoch_arg(args.epoch))
         if not _write_csv(df, args.csv):
-            import pandas as pd
+            import pandas as pd  # lazy: the CLI starts without importing pandas
 
             with pd.option_context("display.max_rows", None, "display.width", 200,
                                    "display.float_format", "{:.4g}".format):
@@ -276,7 +276,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "metrics":
-        from phasezoo.landscape.runner import compute_metrics
+        from phasezoo.landscape.runner import compute_metrics  # lazy: the CLI starts without importing torch
 
         info = compute_metrics(z, epoch=_epoch_arg(args.epoch),
                                device=args.device, workers=args.workers, data_dir=args.data_dir)
@@ -286,13 +286,13 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "phases":
-        from phasezoo.analysis.report import phase_report
+        from phasezoo.analysis.report import phase_report  # lazy: the CLI starts without importing torch
 
         print(phase_report(z, epoch=_epoch_arg(args.epoch)))
         return 0
 
     if args.command == "downstream":
-        from phasezoo.downstream.runner import run_downstream
+        from phasezoo.downstream.runner import run_downstream  # lazy: the CLI starts without importing torch
 
         info = run_downstream(z, device=args.device,
                               workers=args.workers, data_dir=args.data_dir)
@@ -301,9 +301,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "probe":
-        from phasezoo.wsl.probe import zoo_probe
-
-        from phasezoo.wsl.probe import PROBE_CSV_COLUMNS
+        from phasezoo.wsl.probe import PROBE_CSV_COLUMNS, zoo_probe  # lazy: the CLI starts without importing torch
 
         if args.repeats < 1:
             raise PhaseZooError(f"--repeats must be >= 1, got {args.repeats}")
@@ -318,10 +316,10 @@ def run(argv: list[str] | None = None) -> int:
             props[csv_cols].to_csv(sys.stdout, index=False)
             return 0
         if args.csv:
-            from phasezoo.store import atomic_write_bytes
+            from phasezoo.store import atomic_write_bytes  # lazy: the CLI starts without importing torch
 
             atomic_write_bytes(Path(args.csv), props[csv_cols].to_csv(index=False).encode())
-        import pandas as pd
+        import pandas as pd  # lazy: the CLI starts without importing pandas
 
         with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
             split = (f"mean and 90% interval over {args.repeats} random splits, beside the "
@@ -343,7 +341,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "export":
-        from phasezoo.publish.export import export_ptmz
+        from phasezoo.publish.export import export_ptmz  # lazy: the CLI starts without importing torch
 
         n = export_ptmz(z, to=args.to)
         print(f"exported {n} members to {args.to} (format {args.format})")
@@ -354,8 +352,6 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Run the command; every expected failure is one line on stderr and exit code 2
     (``PHASEZOO_DEBUG=1`` shows the traceback instead)."""
-    import os
-
     debug = os.environ.get("PHASEZOO_DEBUG", "") not in ("", "0")
     try:
         code = run(argv)
@@ -377,8 +373,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def failure_message(e: BaseException) -> str | None:
     """The one line for an expected failure, or None for a bug (which keeps its traceback)."""
-    import errno
-
     if isinstance(e, PhaseZooError):
         return str(e)
     if isinstance(e, OSError):

@@ -5,6 +5,8 @@ corrupt file) is raised as a :class:`PhaseZooError`. The command line prints its
 line on stderr and exits with code 2; library users catch it like any exception.
 """
 
+import sys
+
 
 class PhaseZooError(Exception):
     """A user-facing error whose message is one self-contained line."""
@@ -24,6 +26,4 @@ class CorruptFileError(PhaseZooError):
 
 def warn(message: str) -> None:
     """A one-line warning on stderr (the CLI's counterpart of an error that does not stop)."""
-    import sys
-
     print(f"phasezoo: warning: {message}", file=sys.stderr, flush=True)

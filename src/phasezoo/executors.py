@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -114,8 +115,6 @@ def _exit_when_orphaned(parent: int) -> None:
     user may be deleting or retraining. A worker killed mid-epoch loses only that epoch: every
     write is atomic and the next run resumes.
     """
-    import threading
-    import time
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -15,6 +15,8 @@ import sys
 import time
 from typing import TextIO
 
+from tqdm.auto import tqdm
+
 
 def format_seconds(s: float) -> str:
     s = max(0, int(round(s)))
@@ -35,8 +37,6 @@ class Progress:
         self._t0 = time.perf_counter()
         self._bar = None
         if self.tty:
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=total, initial=done, desc=desc, unit=unit, file=self.stream)
 
     def eta(self) -> float | None:

@@ -36,6 +36,7 @@ is used unverified. Files honour the process umask (``tempfile`` would create th
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -551,8 +552,6 @@ class ZooLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "ZooLock":
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:

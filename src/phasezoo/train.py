@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from phasezoo.data import BatchAugment, eval_split, load_dataset, steps_per_epoch, train_batches
 from phasezoo.models import model_from_config
@@ -315,8 +316,6 @@ def _lr(optimizer: torch.optim.Optimizer) -> float:
 def _epoch_bar(member: MemberSpec, start: int, progress: bool):
     if not progress:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=member.epochs, initial=start - 1, desc=member.member, unit="ep", leave=False)
 
 

@@ -19,9 +19,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from phasezoo.data import load_dataset
 from phasezoo.errors import PhaseZooError
+from phasezoo.executors import Job, resolve_device, run_zoo_jobs
 from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import STATES, ZooStore, read_json
+from phasezoo.train import check_fits_memory, train_member
 
 DEFAULT_ROOT = Path("data/zoos")
 
@@ -109,8 +112,6 @@ def _verify_existing(store: ZooStore, members: list[MemberSpec]) -> None:
 
 def _train_task(member_dict: dict, member_dir: str, device: str, data_dir, progress: bool) -> Any:
     """Top-level (picklable) entry point that executors run once per member."""
-    from phasezoo.train import train_member
-
     return train_member(MemberSpec.from_dict(member_dict), Path(member_dir), device=device,
                         data_dir=data_dir, progress=progress)
 
@@ -135,10 +136,6 @@ def train_zoo(
     system); otherwise the zoo's lock is taken (:class:`phasezoo.store.ZooLock`) and the
     temporary files of killed writes are removed.
     """
-    from phasezoo.data import load_dataset
-    from phasezoo.executors import Job, resolve_device, run_zoo_jobs
-    from phasezoo.train import check_fits_memory
-
     z = Zoo.of(zoo, profile, root)
     spec, members, store = z.spec, list(z.members), z.store
     dev = resolve_device(device)

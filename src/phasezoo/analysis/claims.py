@@ -35,8 +35,11 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from phasezoo.analysis.table import zoo_table
 from phasezoo.landscape.phases import PHASES as PHASE_LABELS
 from phasezoo.landscape.phases import PhaseThresholds
+from phasezoo.landscape.runner import zoo_phase_map
+from phasezoo.zoo import Zoo
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
 INCONCLUSIVE = "inconclusive"
@@ -451,10 +454,6 @@ def check_claims(zoos: Sequence, profile: str | None = None, root: str | Path = 
     """Every claim on every (trained and measured) zoo: one row per claim and zoo, with the
     bootstrap interval of each margin (:func:`check_cells`). ``zoos``: :class:`~phasezoo.zoo.Zoo`
     handles, or specs / names at ``profile`` under ``root``."""
-    from phasezoo.analysis.table import zoo_table
-    from phasezoo.landscape.runner import zoo_phase_map
-    from phasezoo.zoo import Zoo
-
     rows = []
     for z in (Zoo.of(s, profile, root) for s in zoos):
         members = zoo_table(z, phases=False)

@@ -30,14 +30,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from phasezoo.analysis.report import zoo_cells
 from phasezoo.landscape.phases import CONFIDENT, LABELS, UNASSIGNED, is_missing, phase_grid
+from phasezoo.zoo import Zoo
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from phasezoo.spec import ZooSpec
-    from phasezoo.zoo import Zoo
 
 Segment = tuple[tuple[float, float], tuple[float, float]]
 
@@ -143,8 +144,8 @@ def _set_ticks(ax: "Axes", grid: pd.DataFrame, load: str, temp: str) -> None:
 
 
 def _norm_and_cmap(column: str, values: np.ndarray) -> tuple[Any, Any]:
-    import matplotlib as mpl
-    from matplotlib import colors
+    import matplotlib as mpl  # lazy: optional extra "book"
+    from matplotlib import colors  # lazy: optional extra "book"
 
     finite = values[np.isfinite(values)]
     if column in LOG_COLUMNS and finite.size and (finite > 0).all():
@@ -158,7 +159,7 @@ def _norm_and_cmap(column: str, values: np.ndarray) -> tuple[Any, Any]:
 
 
 def _draw_boundaries(ax: "Axes", segments: list[Segment]) -> None:
-    from matplotlib.collections import LineCollection
+    from matplotlib.collections import LineCollection  # lazy: optional extra "book"
 
     lc = LineCollection(segments, colors="black", linewidths=2.0, label=BOUNDARY_LABEL,
                         capstyle="projecting", zorder=3)
@@ -198,8 +199,8 @@ def _phase_panel(ax: "Axes", labels: pd.DataFrame, fontsize: float,
     """The labels as a categorical map: one colour per phase, unassigned cells white and
     hatched with their label "?", missing ones grey "–"; a cell whose label has confidence
     below :data:`CONFIDENT` gets its confidence under the label, in italics."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Rectangle
+    from matplotlib.colors import ListedColormap  # lazy: optional extra "book"
+    from matplotlib.patches import Rectangle  # lazy: optional extra "book"
 
     index = {p: k for k, p in enumerate(LABELS)}
     a = labels.to_numpy(dtype=object)
@@ -274,7 +275,7 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     ``"panel:<metric>"`` (``"panel:phase"``) to tell them from colourbars. ``title`` (the zoo
     name) becomes the figure title.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: optional extra "book"
 
     metrics = list(default_metrics(cells, mc_metric) if metrics is None else metrics)
     missing = [m for m in metrics if m not in cells]
@@ -304,9 +305,6 @@ def zoo_phase_plot(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None
                    metrics: Sequence[str] | None = None) -> "Figure":
     """:func:`phase_plot` of a stored zoo's cells (:func:`phasezoo.analysis.report.zoo_cells`), titled
     ``"<zoo>/<profile>"``; the mode-connectivity panel uses the profile's phase ``mc_metric``."""
-    # imported here: the stored-zoo layers (torch, the store) are not needed to draw a table
-    from phasezoo.analysis.report import zoo_cells
-    from phasezoo.zoo import Zoo
 
     z = Zoo.of(zoo, profile, root)
     cells = zoo_cells(z, epoch=epoch)
@@ -329,7 +327,7 @@ def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
     accuracy, 1 − next-token accuracy, the PINN's relative L2 error) so that dark means good in
     the same column. A panel whose column a zoo lacks is left empty and says so.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: optional extra "book"
 
     if not zoos:
         raise ValueError("no zoos to compare")
@@ -352,8 +350,6 @@ def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
 def zoo_comparison_plot(specs: Sequence["ZooSpec"], profile: str, root: str | Path,
                         panels: Sequence[str] = COMPARISON_PANELS) -> "Figure":
     """:func:`comparison_plot` of stored zoos (their last-epoch cells)."""
-    from phasezoo.analysis.report import zoo_cells
-
     rows = [(spec.name, zoo_cells(spec, profile, root), spec.load_axis, spec.temperature_axis,
              spec.profile(profile).phases.mc_column) for spec in specs]
     return comparison_plot(rows, panels)
@@ -364,7 +360,7 @@ def learning_curves(history: pd.DataFrame, load: str, temp: str,
     """Per-epoch curves of a zoo (:func:`phasezoo.zoo.zoo_history`): one panel per column, one
     line per grid cell (seed mean), coloured by the load value (darker = larger load value) and
     styled by temperature (solid = lowest). Losses are drawn on a log scale when positive."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: optional extra "book"
 
     cols = [c for c in columns if c in history and history[c].notna().any()]
     if not cols:
@@ -396,7 +392,7 @@ def wise_ft_plot(curves: pd.DataFrame, table: pd.DataFrame, *, title: str | None
     :func:`phasezoo.downstream.runner.wise_ft_curves`, phases from a ``zoo_table``), with the
     members' mean chosen α (picked on the train loss) marked on each line. Members of no phase
     are drawn as "unassigned"."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: optional extra "book"
 
     if curves.empty:
         raise KeyError("no Wise-FT curves stored")

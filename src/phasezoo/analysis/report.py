@@ -7,9 +7,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from phasezoo.analysis.table import full_phase_map, zoo_table
 from phasezoo.downstream.runner import DOWNSTREAM_COLUMNS
-from phasezoo.landscape.phases import phase_grid, threshold_sensitivity
 from phasezoo.errors import PhaseZooError
+from phasezoo.landscape.phases import (ALTERNATIVE_NAMES, ALTERNATIVES, CONFIDENT, phase_grid,
+                                       threshold_sensitivity)
 from phasezoo.spec import ZooSpec
 from phasezoo.zoo import DEFAULT_ROOT, Zoo
 
@@ -19,8 +21,6 @@ def zoo_cells(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None, roo
     """One row per grid cell: seed-averaged results and metrics of its done members, its phase,
     the alternative labels and the label's confidence, downstream results included
     (:func:`phasezoo.analysis.table.full_phase_map`)."""
-    from phasezoo.analysis.table import full_phase_map
-
     return full_phase_map(zoo, profile, root, epoch=epoch).cells
 
 
@@ -35,9 +35,6 @@ def phase_report(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None, 
     evidence for each absent one (:meth:`PhaseMap.coverage`), the thresholds and how each was
     calibrated, the cell metrics, test accuracy per phase, the labels under the paper's
     definitions, and which cells change phase when each threshold moves by ±25%."""
-    from phasezoo.analysis.table import full_phase_map
-    from phasezoo.landscape.phases import ALTERNATIVE_NAMES, ALTERNATIVES, CONFIDENT
-
     z = Zoo.of(zoo, profile, root)
     spec, profile = z.spec, z.profile
     pm = full_phase_map(z, epoch=epoch)
@@ -102,7 +99,6 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
     """The paper's Tables 5-7 for trained zoos: per zoo, ``mean ± std [min, max]`` of each final
     metric over its done members (std with ddof 1, as pandas). One row per zoo; the columns are
     the union of the zoos' tasks' columns (empty where a task has no such metric)."""
-    from phasezoo.analysis.table import zoo_table
 
     def num(x: float) -> str:  # `digits` decimals; values that would print as 0.00 keep `digits` digits
         return f"{x:.{digits}f}" if x == 0 or abs(x) >= 10 ** -digits else f"{x:.{digits}g}"

@@ -9,6 +9,7 @@ document followed by the end-of-text token) and ``meta.json``, which
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 
 from phasezoo.errors import PhaseZooError
 
+from .base import resolve_data_dir
 from .vision import one_line
 
 from .text import _INSTALL_HINT, _META
@@ -43,8 +45,6 @@ class Encoder:
 
 
 def _import_optional(module: str) -> Any:
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -232,8 +232,6 @@ def prepare_openwebtext(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m phasezoo.data.prepare_openwebtext``: :func:`prepare_openwebtext` into ``<root>/openwebtext``."""
-    from .base import resolve_data_dir
-
     parser = argparse.ArgumentParser(
         prog="python -m phasezoo.data.prepare_openwebtext",
         description="Tokenise OpenWebText (GPT-2 BPE) into <root>/openwebtext/{train,val}.bin, "

@@ -10,6 +10,9 @@ from pathlib import Path
 from phasezoo.errors import PhaseZooError
 
 from .base import resolve_data_dir
+from .convection import load_convection
+from .text import load_openwebtext, load_stdlib_text
+from .tinyimagenet import load_tinyimagenet
 from .vision import VisionData
 
 @dataclass(frozen=True)
@@ -84,28 +87,20 @@ def clear_cache() -> None:
 
 
 def _load_uncached(name: str, root: Path, download: bool) -> VisionData:
-    # Loader modules are imported here, not at the top: torchvision and scikit-learn take
-    # seconds to import, and code that only needs DATASETS (spec validation) should not pay it.
     if name == "stdlib-text":
-        from .text import load_stdlib_text
-
         return load_stdlib_text()
     if name == "openwebtext":  # no download: preparing it is an explicit step (Hugging Face hub)
-        from .text import load_openwebtext
-
         return load_openwebtext(root / name)
     if name == "digits":
+        # lazy: scikit-learn takes seconds to import, and reading a spec (DATASETS) must not pay it
         from .digits import load_digits
 
         return load_digits()
     if name == "convection":
-        from .convection import load_convection
-
         return load_convection()
     if name == "tinyimagenet":
-        from .tinyimagenet import load_tinyimagenet
-
         return load_tinyimagenet(root / name)
+    # lazy: torchvision takes seconds to import, and reading a spec (DATASETS) must not pay it
     from .torchvision_sets import load_torchvision_set
 
     return load_torchvision_set(name, root / name, download)

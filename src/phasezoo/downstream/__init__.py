@@ -16,6 +16,8 @@ Importing this package is cheap; the functions import torch (and scipy) on first
 
 from __future__ import annotations
 
+import importlib
+
 _LAZY = {
     "align": "rebasin", "interpolate": "rebasin", "permute": "rebasin",
     "permutation_groups": "rebasin", "random_permutations": "rebasin", "weight_matching": "rebasin",
@@ -34,7 +36,5 @@ __all__ = [*_LAZY]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f"phasezoo.downstream.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'phasezoo.downstream' has no attribute {name!r}")

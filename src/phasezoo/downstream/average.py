@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from phasezoo.downstream.rebasin import align, interpolate
 from phasezoo.landscape.curves import recompute_bn_statistics
 
 __all__ = ["WISE_FT_ALPHAS", "average_state_dicts", "averaging_gain", "rebasin_average", "wise_ft_curve"]
@@ -138,8 +139,6 @@ def rebasin_average(model_a: nn.Module, model_b: nn.Module, x_bn: torch.Tensor, 
     BatchNorm running statistics are then recomputed from a full pass over ``x_bn``. Neither input
     is modified; returns a new model in eval mode.
     """
-    from phasezoo.downstream.rebasin import align, interpolate
-
     b_aligned = align(model_a, model_b, max_iter=max_iter, seed=seed)
     avg = interpolate(model_a, b_aligned, 0.5)
     recompute_bn_statistics(avg, x_bn.to(next(avg.parameters()).device), batch_size=batch_size)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from phasezoo.tasks import score
+
 __all__ = ["ensemble_accuracy", "ensemble_logits"]
 
 
@@ -84,8 +86,6 @@ def ensemble_scores(models: Sequence[nn.Module], task, x: torch.Tensor, y: torch
     """``ensemble_acc`` etc. as :func:`ensemble_accuracy`, for any task, where a model's score
     is ``1 − error`` (accuracy; next-token accuracy; 1 − relative L2 error of a PINN) and the
     ensemble is :class:`OutputAverage`."""
-    from phasezoo.tasks import score
-
     accs = [score(task, m, x, y) for m in models]
     ens = score(task, OutputAverage(models), x, y)
     mean = sum(accs) / len(accs)

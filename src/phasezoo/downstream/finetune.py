@@ -39,6 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from phasezoo.data import load_dataset
+from phasezoo.fit import sgd_cosine_fit
+from phasezoo.tasks import ClassificationTask
+
 __all__ = ["TARGET_TASKS", "TargetTask", "finetune", "finetune_model", "target_task"]
 
 TARGET_TASKS = ("digits-rot90", "stl10")
@@ -72,8 +76,6 @@ def target_task(name: str, data_dir: str | Path | None = None, *, image_size: in
     TinyImageNet-pretrained members); ``data_dir``/``download`` go to
     :func:`phasezoo.data.load_dataset`.
     """
-    from phasezoo.data import load_dataset
-
     if name == "digits-rot90":
         d = load_dataset("digits")
         rot = lambda t: torch.rot90(t, 1, dims=(2, 3)).contiguous()  # noqa: E731
@@ -127,9 +129,6 @@ def finetune(
     "epochs", "lr", "momentum", "weight_decay", "batch_size", "seed", "num_classes"}``, plus
     ``"model"`` (the fine-tuned copy, eval mode) when ``return_model``.
     """
-    from phasezoo.fit import sgd_cosine_fit
-    from phasezoo.tasks import ClassificationTask
-
     if mode not in _DEFAULT_LR:
         raise ValueError(f"mode must be 'full' or 'linear', got {mode!r}")
     if not (hasattr(model, "linear") and hasattr(model, "features")

@@ -31,6 +31,9 @@ import math
 import torch
 from torch import nn
 
+from phasezoo.fit import sgd_cosine_fit
+from phasezoo.tasks import ClassificationTask
+
 __all__ = ["PAPER_SPARSITIES", "apply_masks", "has_embeddings", "magnitude_prune", "prunable_weights",
            "prune_and_finetune", "sparsity_of"]
 
@@ -126,9 +129,6 @@ def prune_and_finetune(
     so the returned model (eval mode) has exactly the sparsity of :func:`magnitude_prune`. Its
     masks are attached as ``model.prune_masks``. ``epochs=0`` returns the pruned model untouched.
     """
-    from phasezoo.fit import sgd_cosine_fit
-    from phasezoo.tasks import ClassificationTask
-
     task = task or ClassificationTask()
     pruned, masks = magnitude_prune(model, sparsity, embeddings=embeddings)
     device = next(pruned.parameters()).device

@@ -80,6 +80,7 @@ import copy
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 __all__ = ["align", "interpolate", "permutation_groups", "permute", "random_permutations",
@@ -224,8 +225,6 @@ def weight_matching(model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 1
 
     Returns ``{group: perm}`` such that ``permute(model_b, perm)`` is aligned to ``model_a``.
     """
-    from scipy.optimize import linear_sum_assignment
-
     groups = permutation_groups(model_a)
     if permutation_groups(model_b) != groups:
         raise ValueError("model_a and model_b have different architectures")

@@ -42,21 +42,23 @@ from typing import Any
 
 import pandas as pd
 
-from phasezoo.spec import MemberSpec, ZooSpec, cell_of
-from phasezoo.store import atomic_write_json, jsonable, read_json
-from phasezoo.zoo import DEFAULT_ROOT, Zoo
+from phasezoo.data import DATASETS, load_dataset
 from phasezoo.data.batches import eval_split
-from phasezoo.tasks import score  # 1 − error, stored under ``acc`` keys in every domain
+from phasezoo.downstream.average import averaging_gain, rebasin_average, wise_ft_curve
+from phasezoo.downstream.ensemble import ensemble_accuracy, ensemble_scores
+from phasezoo.downstream.finetune import finetune
+from phasezoo.downstream.prune import has_embeddings, magnitude_prune, prunable_weights, prune_and_finetune
+from phasezoo.downstream.rebasin import interpolate
+from phasezoo.executors import Job, resolve_device, run_zoo_jobs, settings_key
+from phasezoo.landscape.curves import recompute_bn_statistics
+from phasezoo.spec import WISE_FT_EARLY_FRACTION, MemberSpec, ZooSpec, cell_of, wise_ft_early_epoch
+from phasezoo.store import MemberStore, atomic_write_json, jsonable, load_member, read_json
+from phasezoo.tasks import score, task_for  # score: 1 − error, stored under ``acc`` keys in every domain
+from phasezoo.zoo import DEFAULT_ROOT, Zoo
 
 
 def _member_task(member_dir: str, epoch: int, settings: dict, device: str, data_dir) -> dict:
     """Pruning, Wise-FT and (image zoos) transfer of one member (runs in a worker)."""
-    from phasezoo.data import load_dataset
-    from phasezoo.downstream.finetune import finetune
-    from phasezoo.store import load_member
-
-    from phasezoo.tasks import task_for
-
     model, config = load_member(member_dir, epoch)
     model.to(device)
     task = task_for(config)
@@ -68,7 +70,6 @@ def _member_task(member_dir: str, epoch: int, settings: dict, device: str, data_
     out = {"prune": prune, "wise_ft": wise}
     if task.name == "classification":
         f = settings["finetune"]
-        from phasezoo.data import DATASETS
 
         # target images are resized to the source dataset's size (STL-10 96 -> 32 for CIFAR, 64
         # for TinyImageNet), as the paper's transfer experiments do
@@ -88,8 +89,6 @@ def _prune(model, config: dict, task, data, p: dict, test_x, test_y, base: float
     embedding is its tied output head); for models with embedding tables the same without them
     go to ``acc_without_embeddings`` / ``finetuned_acc_without_embeddings``
     (:mod:`phasezoo.downstream.prune`). ``prunable`` counts the entries each variant ranks."""
-    from phasezoo.downstream.prune import has_embeddings, magnitude_prune, prunable_weights, prune_and_finetune
-
     variants = {"": True, "_without_embeddings": False} if has_embeddings(model) else {"": True}
     out: dict[str, Any] = {"settings": p, "base_acc": base, "prunable": {}}
     train_x, train_y = eval_split(data, "train")
@@ -111,10 +110,6 @@ def _wise_ft(member_dir: str, config: dict, model, task, data) -> dict:
     (:func:`phasezoo.downstream.average.wise_ft_curve`), or ``{"skipped": reason}`` where the run
     has no early epoch (one epoch of training) or its checkpoint was not stored (a zoo trained
     with another checkpoint schedule)."""
-    from phasezoo.downstream.average import wise_ft_curve
-    from phasezoo.spec import WISE_FT_EARLY_FRACTION, wise_ft_early_epoch
-    from phasezoo.store import MemberStore
-
     epochs = int(config["epochs"])
     early = wise_ft_early_epoch(epochs)
     head = {"early_fraction": WISE_FT_EARLY_FRACTION, "early_epoch": early, "final_epoch": epochs}
@@ -134,16 +129,6 @@ def _wise_ft(member_dir: str, config: dict, model, task, data) -> dict:
 
 def _cell_task(dirs: list[str], epoch: int, device: str, data_dir) -> dict:
     """Ensembles and re-basin averages of one cell's seeds (runs in a worker)."""
-    from phasezoo.data import load_dataset
-    from phasezoo.downstream.average import averaging_gain, rebasin_average
-    from phasezoo.downstream.ensemble import ensemble_accuracy
-    from phasezoo.downstream.rebasin import interpolate
-    from phasezoo.landscape.curves import recompute_bn_statistics
-    from phasezoo.store import load_member
-
-    from phasezoo.downstream.ensemble import ensemble_scores
-    from phasezoo.tasks import task_for
-
     loaded = [load_member(d, epoch) for d in dirs]
     models = [m.to(device) for m, _ in loaded]
     task = task_for(loaded[0][1])
@@ -176,8 +161,6 @@ def run_downstream(
 ) -> dict[str, Any]:
     """Run the missing downstream methods on the final epoch of every done member / cell, with
     the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape)."""
-    from phasezoo.executors import Job, resolve_device, run_zoo_jobs, settings_key
-
     z = Zoo.of(zoo, profile, root)
     epoch = z.final_epoch
     dev = str(resolve_device(device))

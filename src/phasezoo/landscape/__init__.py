@@ -16,6 +16,8 @@ them) imports the phase code through this package.
 
 from __future__ import annotations
 
+import importlib
+
 from phasezoo.landscape.phases import (DEFAULT_THRESHOLDS, PHASES, PhaseThresholds, classify_cell,
                                        classify_cells, threshold_sensitivity)
 
@@ -32,7 +34,5 @@ __all__ = ["DEFAULT_THRESHOLDS", "PHASES", "PhaseThresholds", "classify_cell", "
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f"phasezoo.landscape.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'phasezoo.landscape' has no attribute {name!r}")

@@ -22,6 +22,7 @@ flight and a rerun computes only what is missing (or what was computed with othe
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from collections import defaultdict
@@ -31,10 +32,18 @@ from typing import Any
 import pandas as pd
 import torch
 
-from phasezoo.errors import PhaseZooError
-from phasezoo.spec import MemberSpec, ZooSpec, cell_of
+from phasezoo.data import load_dataset
 from phasezoo.data.batches import eval_split, fixed_subset
-from phasezoo.store import MemberStore, ZooStore, as_stored, atomic_write_json, jsonable, read_json
+from phasezoo.errors import PhaseZooError
+from phasezoo.executors import Job, resolve_device, run_zoo_jobs, settings_key
+from phasezoo.landscape.cka import linear_cka, output_cka
+from phasezoo.landscape.curves import bezier_mode_connectivity, curve_converged
+from phasezoo.landscape.hessian import top_eigenvalue, trace
+from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE
+from phasezoo.landscape.phases import phase_map
+from phasezoo.spec import MemberSpec, ZooSpec, cell_of
+from phasezoo.store import MemberStore, ZooStore, as_stored, atomic_write_json, jsonable, load_member, read_json
+from phasezoo.tasks import eval_mode, task_for
 from phasezoo.zoo import DEFAULT_ROOT, Zoo, member_table
 
 
@@ -61,8 +70,6 @@ OUTPUT_NAMES = {"classification": "logits", "language_modelling": "next-token lo
 
 def task_outputs(task, model: torch.nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """``task.outputs`` over ``x`` in batches, model in eval mode (mode restored)."""
-    from phasezoo.tasks import eval_mode
-
     with eval_mode(model):
         return torch.cat([task.outputs(model, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
@@ -72,12 +79,6 @@ def task_outputs(task, model: torch.nn.Module, x: torch.Tensor, batch_size: int 
 
 def _hessian_task(member_dir: str, epoch: int, settings: dict, device: str, data_dir) -> dict:
     """Hessian top eigenvalue and trace of one member at one epoch (runs in a worker)."""
-    from phasezoo.data import load_dataset
-    from phasezoo.landscape.hessian import top_eigenvalue, trace
-    from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE
-    from phasezoo.tasks import task_for
-    from phasezoo.store import load_member
-
     model, config = load_member(member_dir, epoch)
     model.to(device)
     data = load_dataset(config["dataset"], data_dir).to(device)
@@ -102,11 +103,6 @@ def _hessian_task(member_dir: str, epoch: int, settings: dict, device: str, data
 
 def _pair_task(dir_a: str, dir_b: str, epoch: int, settings: dict, device: str, data_dir) -> dict:
     """CKA and mode connectivity of two seeds of one cell (runs in a worker)."""
-    from phasezoo.data import load_dataset
-    from phasezoo.landscape.curves import bezier_mode_connectivity
-    from phasezoo.tasks import task_for
-    from phasezoo.store import load_member
-
     model_a, config = load_member(dir_a, epoch)
     model_b, _ = load_member(dir_b, epoch)
     model_a.to(device)
@@ -149,8 +145,6 @@ def cka_record(out_a: torch.Tensor, out_b: torch.Tensor, settings: dict) -> dict
     * ``chance`` / ``paper_chance``: both estimators with ``out_b``'s rows permuted (seed
       ``chance_seed``): the value of two unrelated outputs of the same marginal distribution.
     """
-    from phasezoo.landscape.cka import linear_cka, output_cka
-
     bs, nb = settings["batch_size"], settings["num_batches"]
     perm = torch.randperm(len(out_b), generator=torch.Generator().manual_seed(settings["chance_seed"]))
     shuffled = out_b[perm.to(out_b.device)]
@@ -184,8 +178,6 @@ def compute_metrics(
     Only members that are ``done`` take part. A cell needs at least two done seeds for its
     pair metrics. Already stored values computed with the same settings are kept.
     """
-    from phasezoo.executors import Job, resolve_device, run_zoo_jobs
-
     z = Zoo.of(zoo, profile, root)
     ep = resolve_epoch(z, epoch)
     dev = str(resolve_device(device))
@@ -264,16 +256,12 @@ JUDGEMENT_KEYS = ("plateau_tol", "min_steps")
 def _settings_key(settings: dict) -> str:
     """The settings key of metric settings (:func:`phasezoo.executors.settings_key`), the
     judgement keys left out: stored values with another key are recomputed."""
-    from phasezoo.executors import settings_key
-
     return settings_key(settings, JUDGEMENT_KEYS)
 
 
 def _measured_key(record: dict) -> str | None:
     """The settings key of a stored pair record, judgement keys left out (records written when
     they were part of the key compare equal)."""
-    import json
-
     key = record.get("settings_key")
     return None if key is None else _settings_key(json.loads(key))
 
@@ -310,8 +298,6 @@ def _pair_row(p: dict, rule: dict) -> dict[str, Any]:
     """The table values of one stored seed pair (NaN for values older records lack); the curve's
     convergence is judged here from its stored loss windows by ``rule`` (the spec's
     ``plateau_tol`` and ``min_steps``)."""
-    from phasezoo.landscape.curves import curve_converged
-
     c, mc = p["cka"], p["mc"]
     diag = dict(mc.get("diagnostics", {}))
     if "window_losses" in diag:
@@ -358,8 +344,6 @@ def zoo_phase_map(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, r
     their bootstrap confidence. ``members`` (a member table with the metric columns) and
     ``pairs`` (:func:`pair_table`): pass them if already built; otherwise they are read (the
     table without its phase columns, which would be this very map)."""
-    from phasezoo.landscape.phases import phase_map
-
     z = Zoo.of(zoo, profile, root)
     if members is None:
         members = attach_metrics(member_table(z, epoch=epoch), z, epoch, phases=False)

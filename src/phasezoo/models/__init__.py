@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from phasezoo.data import DATASETS
 from phasezoo.errors import SpecError
 
 #: Architecture name -> (module, constructor name, dataset kind it consumes). Modules are
@@ -66,8 +67,6 @@ def data_kwargs(arch: str, info) -> dict[str, int]:
 def model_from_config(config) -> nn.Module:
     """The (freshly initialised) architecture of a member config (``config.json`` or
     ``MemberSpec.to_dict()``): arch, width, the dataset's shapes and the ``model`` settings."""
-    from phasezoo.data import DATASETS
-
     info = DATASETS[config["dataset"]]
     extra = dict(config.get("model") or {})
     return build_model(config["arch"], width=config["width"], **data_kwargs(config["arch"], info), **extra)

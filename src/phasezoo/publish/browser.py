@@ -18,6 +18,7 @@ Chromium is Debian's ``chromium`` package and the driver its ``chromium-driver``
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -90,9 +91,9 @@ def find_chromedriver() -> str | None:
 
 def _driver(chromium: str, chromedriver: str, timeout: float):
     """A headless Chromium driven by Selenium WebDriver through ``chromedriver``."""
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
+    from selenium import webdriver  # lazy: optional extra "book"
+    from selenium.common.exceptions import WebDriverException  # lazy: optional extra "book"
+    from selenium.webdriver.chrome.service import Service  # lazy: optional extra "book"
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
@@ -132,7 +133,7 @@ def check_pages(html_dir: str | Path, pages: Sequence[str], *, screenshots: str 
                 timeout: float = 60.0) -> list[PageReport]:
     """Open each of ``pages`` (paths relative to ``html_dir``) in headless Chromium; return one
     :class:`PageReport` per page (``screenshots``: a folder for full-page PNGs)."""
-    from selenium.common.exceptions import TimeoutException, WebDriverException
+    from selenium.common.exceptions import TimeoutException, WebDriverException  # lazy: optional extra "book"
 
     chromium = chromium or find_chromium()
     if not chromium:
@@ -190,8 +191,6 @@ def book_pages(html_dir: str | Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m phasezoo.publish.browser HTML_DIR [--screenshots DIR]``: check :func:`book_pages`;
     exit 1 (one line per failure) when a page does not load or shows a zero-size image."""
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m phasezoo.publish.browser", description=main.__doc__)
     p.add_argument("html_dir", type=Path)
     p.add_argument("--screenshots", type=Path, default=None)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from phasezoo.data import DATASETS
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import MemberSpec, ZooSpec
 from phasezoo.zoo import Zoo
@@ -29,8 +30,6 @@ from phasezoo.zoo import Zoo
 
 def ptmz_params(m: MemberSpec) -> dict:
     """Our member config in the ModelZoos ``section::key`` naming, with the full config kept."""
-    from phasezoo.data import DATASETS
-
     info = DATASETS[m.dataset]
     return {
         "model::type": m.arch, "model::width": m.width, "model::channels_in": info.in_channels,

@@ -11,6 +11,8 @@ after the ``parameters`` cell. The same by hand::
 
 from __future__ import annotations
 
+import ast
+import keyword
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -51,9 +53,7 @@ def parse_parameters(pairs: list[list[str]] | None) -> dict[str, Any]:
 
 def declared_parameters(source: str | Path) -> list[str]:
     """The names the ``parameters`` cell of a jupytext notebook assigns (its tunable values)."""
-    import ast
-
-    import jupytext
+    import jupytext  # lazy: optional extra "book"
 
     nb = jupytext.read(Path(source))
     names: list[str] = []
@@ -74,8 +74,6 @@ def declared_parameters(source: str | Path) -> list[str]:
 def check_parameters(source: str | Path, parameters: Mapping[str, Any]) -> None:
     """Every given name must be an identifier that the notebook's parameters cell declares
     (papermill would otherwise inject it as new code, or run on the defaults unnoticed)."""
-    import keyword
-
     declared = declared_parameters(source)
     for name in parameters:
         if not name.isidentifier() or keyword.iskeyword(name):
@@ -94,8 +92,8 @@ def run_notebook(source: str | Path, output: str | Path, parameters: Mapping[str
     naming the notebook; the executed notebook, with the error in it, is still written to
     ``output`` for inspection.
     """
-    import jupytext
-    import papermill as pm
+    import jupytext  # lazy: optional extra "book"
+    import papermill as pm  # lazy: optional extra "book"
 
     source, output = Path(source), Path(output)
     nb = jupytext.read(source)

@@ -13,7 +13,12 @@ from typing import Any, Mapping
 
 import yaml
 
+from phasezoo.data import DATASETS, BatchAugment
+from phasezoo.downstream.finetune import TARGET_TASKS
 from phasezoo.errors import SpecError
+from phasezoo.landscape.phases import PhaseThresholds
+from phasezoo.models import ARCH_DATA_KIND, ARCHS
+from phasezoo.tasks import TASK_DATA_KIND
 
 from .schema import (AXIS_DIRECTIONS, DOWNSTREAM_DEFAULTS, GRID_LABELS, INITS, LBFGS_DEFAULTS, METRIC_DEFAULTS,
                      MIN_BATCH_SIZE, OPTIMIZERS, REAL_GRID_KEYS, SCHEDULERS, TASKS, ZOO_NAME, ProfileSpec,
@@ -88,12 +93,6 @@ def _deep_merge(base: Mapping, over: Mapping) -> dict:
 
 
 def _validate(raw: dict, path: Path) -> ZooSpec:
-    # Imported here: the registries live with their implementations, and importing them at module
-    # level would make `phasezoo.spec` pull in torch for a plain `phasezoo zoos`.
-    from phasezoo.data import DATASETS
-    from phasezoo.models import ARCH_DATA_KIND, ARCHS
-    from phasezoo.tasks import TASK_DATA_KIND
-
     where = path.name
     _no_unknown(raw, _TOP_KEYS, where)
     name = _require(raw, "name", str, where)
@@ -170,8 +169,6 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
 
 
 def _training(t: Mapping, where: str, num_train: int) -> TrainingSpec:
-    from phasezoo.data import BatchAugment
-
     _no_unknown(t, _TRAINING_KEYS, f"{where}: training")
     optimizer = _choice(t.get("optimizer"), OPTIMIZERS, f"{where}: training.optimizer")
     lr = None if t.get("lr") is None else _number(t.get("lr"), f"{where}: training.lr", positive=True)
@@ -280,7 +277,6 @@ def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:
 
 def _downstream(d: Mapping, where: str) -> dict[str, dict[str, Any]]:
     """Downstream settings (:data:`DOWNSTREAM_DEFAULTS` overridden key by key)."""
-    from phasezoo.downstream.finetune import TARGET_TASKS
 
     def check(key: str, value: Any, name: str) -> Any:
         if key == "sparsities":
@@ -300,8 +296,6 @@ def _downstream(d: Mapping, where: str) -> dict[str, dict[str, Any]]:
 
 
 def _phases(p: Mapping, where: str):
-    from phasezoo.landscape.phases import PhaseThresholds
-
     try:
         return PhaseThresholds.from_mapping(p)
     except (ValueError, TypeError) as e:

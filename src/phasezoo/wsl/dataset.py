@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from phasezoo.analysis.table import zoo_table
 from phasezoo.errors import PhaseZooError
 from phasezoo.spec import ZooSpec
 from phasezoo.zoo import Zoo
@@ -57,8 +58,6 @@ class ZooDataset(Dataset):
         flat: bool = True,
         include_buffers: bool = False,
     ):
-        from phasezoo.analysis.table import zoo_table
-
         self.zoo = Zoo.of(zoo, profile, root)
         self.spec, self.store = self.zoo.spec, self.zoo.store
         self.epoch, self.flat, self.include_buffers = epoch, flat, include_buffers

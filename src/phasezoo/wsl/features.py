@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from phasezoo.errors import PhaseZooError
+from phasezoo.store import MemberStore
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Last component of a state-dict key that marks a trainable parameter.
@@ -56,15 +58,10 @@ def _is_parameter(name: str) -> bool:
 
 def _as_float64(value: Any) -> np.ndarray | None:
     """Flattened float64 values of a floating-point tensor/array; None for other dtypes."""
-    try:
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            if not torch.is_floating_point(value):
-                return None
-            return value.detach().to("cpu", torch.float64).reshape(-1).numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency of phasezoo
-        pass
+    if isinstance(value, torch.Tensor):
+        if not torch.is_floating_point(value):
+            return None
+        return value.detach().to("cpu", torch.float64).reshape(-1).numpy()
     arr = np.asarray(value)
     if not np.issubdtype(arr.dtype, np.floating):
         return None
@@ -131,8 +128,6 @@ def zoo_features(
     member never reached); otherwise their error is raised. Members whose feature names differ
     (different architectures in one list) raise :class:`~phasezoo.errors.PhaseZooError`.
     """
-    from phasezoo.store import MemberStore
-
     rows: dict[str, dict[str, float]] = {}
     columns: list[str] | None = None
     first = None

@@ -44,10 +44,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, r2_score
+from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit, StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from phasezoo.spec import cell_of
-
+from phasezoo.analysis.report import quality_column
+from phasezoo.analysis.table import zoo_table
 from phasezoo.errors import PhaseZooError
+from phasezoo.landscape.phases import PHASES
+from phasezoo.spec import cell_of
+from phasezoo.wsl.features import zoo_features
+from phasezoo.zoo import Zoo
 
 #: random cell splits of :func:`repeated_probe`, and the interval's percentiles
 PROBE_REPEATS = 20
@@ -94,8 +104,6 @@ def _prepare(X: pd.DataFrame, target: pd.Series, groups: pd.Series, *, is_label:
 
 
 def _group_split(X: pd.DataFrame, groups: pd.Series, test_size: float, seed: int):
-    from sklearn.model_selection import GroupShuffleSplit
-
     n_groups = groups.nunique()
     if X.shape[1] == 0:
         raise PhaseZooError("no features")
@@ -142,8 +150,6 @@ class _StandardRidge:
 def _choose_alpha(X: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: np.ndarray, n_splits: int) -> float:
     """The alpha with the lowest mean fold MSE under ``GroupKFold(n_splits)`` (first on ties),
     as ``GridSearchCV(scoring="neg_mean_squared_error")`` chooses it."""
-    from sklearn.model_selection import GroupKFold
-
     mse = np.zeros(len(alphas))
     for tr, va in GroupKFold(n_splits=n_splits).split(X, y, groups):
         fit = _StandardRidge(X[tr], y[tr])
@@ -181,9 +187,6 @@ def fit_probe(
     ``model`` (the fitted standardise-and-ridge estimator, ``model.predict(X)``). R² needs two
     test rows; with fewer it is NaN.
     """
-    from scipy.stats import kendalltau
-    from sklearn.metrics import r2_score
-
     Xc, yc, gc, n_nan_y, n_bad_x = _prepare(X, y, groups, is_label=False)
     train_idx, test_idx = _group_split(Xc, gc, test_size, seed)
     Xtr, Xte = Xc.to_numpy(float)[train_idx], Xc.to_numpy(float)[test_idx]
@@ -326,12 +329,6 @@ def probe_phase(
     (None, and ``C`` NaN, when the training split holds a single class: then the probe predicts
     that class; ``C`` is 1 when no cross-validation fold holds two classes).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     Xc, yc, gc, n_nan_y, n_bad_x = _prepare(features, labels, groups, is_label=True)
     yc = yc.astype(str)
     train_idx, test_idx = _group_split(Xc, gc, test_size, seed)
@@ -505,10 +502,6 @@ def zoo_probe(zoo, profile: str | None = None, root="data/zoos", *, epoch: int |
     beside the hyper-parameter baseline (:func:`repeated_probe`), and the phase-label accuracy
     against the majority-class baseline (:func:`repeated_phase_probe`). ``repeats=1`` with
     ``seed`` gives the single split of that seed. Returns ``(per-property table, phase result)``."""
-    from phasezoo.analysis.table import zoo_table
-    from phasezoo.wsl.features import zoo_features
-    from phasezoo.zoo import Zoo
-
     z = Zoo.of(zoo, profile, root)
     spec = z.spec
     table = zoo_table(z, epoch=epoch)
@@ -519,7 +512,6 @@ def zoo_probe(zoo, profile: str | None = None, root="data/zoos", *, epoch: int |
     features = zoo_features([zdir / m for m in table["member"]], epoch=epoch)
     # the task's quality (test accuracy; a PINN's test error) and the zoo's mc metric (mc_loss
     # for the language models, as the paper)
-    from phasezoo.analysis.report import quality_column
 
     mc = z.settings.phases.mc_metric
     properties = tuple(quality_column(table) if p == "test_acc" else mc if p == "mc_error" else p
@@ -529,7 +521,6 @@ def zoo_probe(zoo, profile: str | None = None, root="data/zoos", *, epoch: int |
                                repeats=repeats, test_size=test_size)
     else:
         props = probe_properties(features, table, properties, seed=seed, test_size=test_size).reset_index()
-    from phasezoo.landscape.phases import PHASES
 
     labelled = table[table["phase"].isin(PHASES)]  # unassigned cells are no phase to predict
     phase: dict[str, Any] = {"note": "no phase labels (run `phasezoo metrics` first)"}

@@ -46,7 +46,10 @@ def test_every_metric_is_stored_with_its_settings(trained):
     assert "unbiased" in cell["cka"]["estimator"] and "per batch of 64" in cell["cka"]["paper_estimator"]
     # the unbiased estimator's chance value is near 0 (its ground truth: tests/test_cka.py)
     assert abs(cell["cka"]["chance"]) < 0.1 and 0.0 <= cell["cka"]["paper_chance"] <= 1.0
-    assert cell["cka"]["value"] > cell["cka"]["chance"]
+    # these width-1 models train 3 epochs and test at 10-17% accuracy (chance: 10%), so their CKA
+    # sits at chance, above or below it by the draw; that the estimator separates shared signal
+    # from chance is tested on constructed data (tests/test_cka.py)
+    assert -1.0 <= cell["cka"]["value"] <= 1.0 and abs(cell["cka"]["value"] - cell["cka"]["chance"]) < 0.2
     assert cell["mc"]["settings"]["epochs"] == 1 and len(cell["mc"]["t"]) == 5
     diag = cell["mc"]["diagnostics"]
     assert isinstance(diag["converged"], bool) and diag["convergence"] and len(diag["loss_endpoints"]) == 2

@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from phasezoo.landscape.cka import cell_cka, linear_cka, model_outputs, output_cka
+from phasezoo.landscape.cka import cell_cka, linear_cka, output_cka
 
 
 def _rand(n, d, seed=0):
@@ -124,20 +123,6 @@ def test_cell_cka_averages_all_seed_pairs():
     assert res["cka"] == pytest.approx(linear_cka(outs[0], outs[1]))
     with pytest.raises(ValueError, match="at least 2"):
         cell_cka(outs[:1])
-
-
-def test_model_outputs_eval_mode_no_grad_and_restores_mode():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
-    model.train()
-    x = torch.randn(50, 4)
-    before = model[1].running_mean.clone()
-    out = model_outputs(model, x, batch_size=7)
-    assert model.training  # restored
-    assert torch.equal(model[1].running_mean, before)  # eval mode: no statistics updated
-    assert not out.requires_grad and out.shape == (50, 3)
-    model.eval()
-    assert torch.allclose(out, model(x), atol=1e-6)  # batch size does not change values
 
 
 # ----------------------------------------------------------------------------- unbiased CKA

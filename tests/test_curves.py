@@ -15,8 +15,8 @@ from phasezoo.landscape.curves import (
     bezier_mode_connectivity,
     curve_lr,
     mode_connectivity_value,
-    recompute_bn_statistics,
 )
+from phasezoo.models.utils import recompute_bn_statistics
 from phasezoo.tasks import ClassificationTask
 
 TASK = ClassificationTask()

@@ -14,7 +14,7 @@ from phasezoo.downstream import (
     magnitude_prune, permute, prunable_weights, prune_and_finetune, random_permutations,
     rebasin_average, sparsity_of, target_task,
 )
-from phasezoo.landscape.curves import recompute_bn_statistics
+from phasezoo.models.utils import recompute_bn_statistics
 from phasezoo.models import build_model
 from phasezoo.store import MemberStore
 from phasezoo.store import load_member

@@ -1,8 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
 from phasezoo.errors import SpecError
 from phasezoo.models import build_model
+from phasezoo.models.utils import batched_outputs, eval_mode
 
 
 def n_params(m):
@@ -57,3 +59,29 @@ def test_bad_arch_and_width():
         build_model("vgg", width=4, in_channels=3, num_classes=10)
     with pytest.raises(SpecError, match="width"):
         build_model("resnet18", width=0, in_channels=3, num_classes=10)
+
+
+# --------------------------------------------------------------------------- models.utils
+
+
+def test_batched_outputs_eval_mode_no_grad_and_restores_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    model.train()
+    x = torch.randn(50, 4)
+    before = model[1].running_mean.clone()
+    out = batched_outputs(model, x, batch_size=7)
+    assert model.training  # restored
+    assert torch.equal(model[1].running_mean, before)  # eval mode: no statistics updated
+    assert not out.requires_grad and out.shape == (50, 3)
+    model.eval()
+    assert torch.allclose(out, model(x), atol=1e-6)  # batch size does not change values
+
+
+def test_eval_mode_restores_the_mode_on_errors():
+    model = nn.Linear(2, 2).train()
+    with pytest.raises(RuntimeError):
+        with eval_mode(model):
+            assert not model.training
+            raise RuntimeError("boom")
+    assert model.training

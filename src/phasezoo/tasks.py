@@ -26,14 +26,14 @@ Error (what mode connectivity is measured on, paper §2 and Figure 16):
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from phasezoo.errors import SpecError
+from phasezoo.models.utils import eval_mode
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -54,17 +54,6 @@ def as_batch_loss(loss_fn: Callable) -> Callable[[Forward, torch.Tensor, torch.T
     if getattr(loss_fn, "takes_forward", False):
         return loss_fn
     return lambda forward, x, y: loss_fn(forward(x), y)
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Context: model in eval mode, its previous mode restored afterwards (also on errors)."""
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
 
 
 def score(task, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -12,7 +12,7 @@ git re-basin averaging of two runs.
 
 Averaged BatchNorm running statistics are not the statistics of the averaged network, so both
 recompute them with one full pass over ``x_bn`` (usually the training images) by
-:func:`phasezoo.landscape.curves.recompute_bn_statistics`.
+:func:`phasezoo.models.utils.recompute_bn_statistics`.
 
 The benefit of averaging is ``averaging_gain = acc(θ̄) − mean_i acc(θ_i)`` over the endpoints.
 """
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from phasezoo.downstream.rebasin import align, interpolate
-from phasezoo.landscape.curves import recompute_bn_statistics
+from phasezoo.models.utils import recompute_bn_statistics
 
 __all__ = ["WISE_FT_ALPHAS", "average_state_dicts", "averaging_gain", "rebasin_average", "wise_ft_curve"]
 

@@ -15,21 +15,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from phasezoo.models.utils import batched_outputs
 from phasezoo.tasks import score
 
 __all__ = ["ensemble_accuracy", "ensemble_logits"]
 
 
-@torch.no_grad()
 def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        dev = next(model.parameters()).device
-        return torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu()
-                          for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
+    return batched_outputs(model, x, batch_size=batch_size).float().cpu()
 
 
 def ensemble_logits(models: Sequence[nn.Module], x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:

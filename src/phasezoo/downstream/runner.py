@@ -50,7 +50,7 @@ from phasezoo.downstream.finetune import finetune
 from phasezoo.downstream.prune import has_embeddings, magnitude_prune, prunable_weights, prune_and_finetune
 from phasezoo.downstream.rebasin import interpolate
 from phasezoo.executors import Job, resolve_device, run_zoo_jobs, settings_key
-from phasezoo.landscape.curves import recompute_bn_statistics
+from phasezoo.models.utils import recompute_bn_statistics
 from phasezoo.spec import WISE_FT_EARLY_FRACTION, MemberSpec, ZooSpec, cell_of, wise_ft_early_epoch
 from phasezoo.store import MemberStore, atomic_write_json, jsonable, load_member, read_json
 from phasezoo.tasks import score, task_for  # score: 1 − error, stored under ``acc`` keys in every domain

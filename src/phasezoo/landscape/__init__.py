@@ -24,7 +24,7 @@ from phasezoo.landscape.phases import (DEFAULT_THRESHOLDS, PHASES, PhaseThreshol
 _LAZY = {
     "top_eigenvalue": "hessian",
     "trace": "hessian", "HessianEstimate": "hessian",
-    "linear_cka": "cka", "output_cka": "cka", "cell_cka": "cka", "model_outputs": "cka",
+    "linear_cka": "cka", "output_cka": "cka", "cell_cka": "cka",
     "bezier_mode_connectivity": "curves", "mode_connectivity_value": "curves",
 }
 

@@ -40,7 +40,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -142,25 +141,6 @@ def _hsic1(k: torch.Tensor, l_: torch.Tensor) -> float:
     return float(value / (n * (n - 3)))
 
 
-@torch.no_grad()
-def model_outputs(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
-    """The model's outputs (logits) on ``x``, in eval mode and without gradients.
-
-    Batches of ``batch_size`` (BatchNorm is in eval mode, so the batch size changes speed, never
-    values); the model's train/eval mode is restored afterwards. The result is detached and lives
-    on ``x``'s device.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    was_training = model.training
-    model.eval()
-    try:
-        outs = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(outs).detach()
-
-
 def _nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
@@ -219,7 +199,7 @@ def cell_cka(
     """CKA of a grid cell: the mean over all pairs ``i < j`` of :func:`output_cka`.
 
     ``outputs`` are the logits of the cell's seeds on one fixed set of samples (same rows, same
-    order; e.g. from :func:`model_outputs`). Pairs are named ``"i-j"`` by their positions, or by
+    order; e.g. from :func:`phasezoo.models.utils.batched_outputs`). Pairs are named ``"i-j"`` by their positions, or by
     ``labels[i]-labels[j]`` (e.g. the seeds) when ``labels`` is given. Degenerate pairs (``nan``,
     see the module docstring) are left out of the mean and counted.
 
@@ -259,4 +239,4 @@ def cell_cka(
     }
 
 
-__all__ = ["METHODS", "cell_cka", "linear_cka", "model_outputs", "output_cka"]
+__all__ = ["METHODS", "cell_cka", "linear_cka", "output_cka"]

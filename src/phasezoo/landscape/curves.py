@@ -69,6 +69,7 @@ from torch import nn
 from torch.func import functional_call
 
 from phasezoo.data import steps_per_epoch, train_batches
+from phasezoo.models.utils import batchnorms, recompute_bn_statistics
 from phasezoo.tasks import as_batch_loss
 
 #: learning-rate schedules understood by :func:`curve_lr`
@@ -217,56 +218,6 @@ class BezierCurve:
 
 
 # --------------------------------------------------------------------------- BatchNorm
-
-
-def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-
-
-def _eval_slices(n: int, batch_size: int) -> list[slice]:
-    """Consecutive batches covering ``n`` rows; a trailing single row joins the previous batch
-    (BatchNorm in train mode cannot normalise one sample when the spatial size is 1×1)."""
-    starts = list(range(0, n, batch_size))
-    if len(starts) > 1 and n - starts[-1] == 1:
-        starts.pop()
-    return [slice(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
-
-
-@torch.no_grad()
-def recompute_bn_statistics(model: nn.Module, x: torch.Tensor, *, batch_size: int = 128) -> bool:
-    """Recompute every BatchNorm's running statistics from one pass over ``x``, in place.
-
-    Running statistics are reset, then each batch (in order, train mode, no gradients) updates
-    them with ``momentum = b/(seen + b)`` so that after the pass ``running_mean`` is the
-    per-sample average of the batch means (= the data mean for a BatchNorm directly on the
-    input) and ``running_var`` the batch-size-weighted average of the unbiased batch variances
-    (Garipov et al.'s ``update_bn``). Each BatchNorm's momentum and the model's train/eval mode
-    are restored afterwards. Returns False (and does nothing) when the model has no BatchNorm
-    that tracks running statistics.
-    """
-    bns = _batchnorms(model)
-    if not bns:
-        return False
-    momenta = [m.momentum for m in bns]
-    was_training = model.training
-    for m in bns:
-        m.reset_running_stats()
-    model.train()
-    seen = 0
-    try:
-        for sl in _eval_slices(len(x), batch_size):
-            xb = x[sl]
-            b = len(xb)
-            for m in bns:
-                m.momentum = b / (seen + b)
-            model(xb)
-            seen += b
-    finally:
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        model.train(was_training)
-    return True
 
 
 # --------------------------------------------------------------------------- the measurement
@@ -470,7 +421,7 @@ def bezier_mode_connectivity(
 
     ts = [float(t) for t in np.linspace(0.0, 1.0, num_t)]
     losses, errors = [], []
-    bn_recomputed = bool(_batchnorms(curve.module))
+    bn_recomputed = bool(batchnorms(curve.module))
     for t in ts:
         res = evaluate_at(t)
         losses.append(float(res["loss"]))
@@ -544,7 +495,6 @@ __all__ = [
     "curve_converged",
     "curve_lr",
     "mode_connectivity_value",
-    "recompute_bn_statistics",
     "train_curve",
     "window_means",
 ]

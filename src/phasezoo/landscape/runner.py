@@ -43,7 +43,8 @@ from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE
 from phasezoo.landscape.phases import phase_map
 from phasezoo.spec import MemberSpec, ZooSpec, cell_of
 from phasezoo.store import MemberStore, ZooStore, as_stored, atomic_write_json, jsonable, load_member, read_json
-from phasezoo.tasks import eval_mode, task_for
+from phasezoo.models.utils import eval_mode
+from phasezoo.tasks import task_for
 from phasezoo.zoo import DEFAULT_ROOT, Zoo, member_table
 
 

@@ -377,11 +377,11 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def zoo_context(spec, profile: str, thresholds: PhaseThresholds | None = None) -> ZooContext:
+def zoo_context(zoo: Zoo, thresholds: PhaseThresholds | None = None) -> ZooContext:
     """A zoo's context; ``thresholds``: the phase map's (calibrated) ones, else the spec's."""
+    spec = zoo.spec
     return ZooContext(spec.name, spec.task, spec.arch, spec.load_axis, spec.temperature_axis,
-                      thresholds or spec.profile(profile).phases, spec.load_direction,
-                      spec.temperature_direction)
+                      thresholds or zoo.settings.phases, spec.load_direction, spec.temperature_direction)
 
 
 def resample_cells(cells: pd.DataFrame, members: pd.DataFrame, load: str, temperature: str,
@@ -459,7 +459,7 @@ def check_claims(zoos: Sequence, profile: str | None = None, root: str | Path = 
         members = zoo_table(z, phases=False)
         pm = zoo_phase_map(z, members=members)
         done = members[members["status"] == "done"]
-        rows.append(check_cells(pm.cells, zoo_context(z.spec, z.profile, pm.thresholds), claims, done, draws=draws))
+        rows.append(check_cells(pm.cells, zoo_context(z, pm.thresholds), claims, done, draws=draws))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -7,6 +7,8 @@ PROFILE ?= mini
 ROOT   ?= data/zoos
 WORKERS ?= 2
 DEVICE ?= auto
+# extra options of the train, metrics and downstream stages, e.g. "--executor ray --ray-address auto"
+RUN_OPTS ?=
 ZOOS   ?= digits-resnet18 digits-vit text-gpt convection-pinn
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -32,11 +34,11 @@ test: setup
 book: setup
 	@for zoo in $(ZOOS); do \
 	  start=$$(date +%s); \
-	  $(BIN)/phasezoo train $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) || exit $$?; \
+	  $(BIN)/phasezoo train $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) $(RUN_OPTS) || exit $$?; \
 	  mid=$$(date +%s); echo "stage train: $$((mid - start)) s"; \
-	  $(BIN)/phasezoo metrics $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) || exit $$?; \
+	  $(BIN)/phasezoo metrics $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) $(RUN_OPTS) || exit $$?; \
 	  echo "stage metrics: $$(( $$(date +%s) - mid )) s"; mid=$$(date +%s); \
-	  $(BIN)/phasezoo downstream $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) || exit $$?; \
+	  $(BIN)/phasezoo downstream $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) $(RUN_OPTS) || exit $$?; \
 	  echo "stage downstream: $$(( $$(date +%s) - mid )) s"; \
 	  $(BIN)/phasezoo phases $$zoo --profile $(PROFILE) --root $(ROOT) || exit $$?; \
 	done

@@ -49,6 +49,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel local worker processes (default 1)")
     p.add_argument("--data-dir", type=_folder_arg, default=None,
                    help="dataset root (default: $PHASEZOO_DATA or ~/.cache/phasezoo/datasets)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (--workers processes on this machine, default) or ray (Ray tasks on a cluster)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (auto: the one `ray start` runs here; default: start a local Ray)")
+    p.add_argument("--cpus-per-task", type=float, default=1.0,
+                   help="CPUs each Ray task reserves, fractions allowed (default 1; torch threads follow it)")
+    p.add_argument("--gpus-per-task", type=float, default=0.0,
+                   help="GPUs each Ray task reserves, fractions allowed (0.25: four tasks share a GPU; default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +184,17 @@ def _load_specs(zoos: list[str], profile: str) -> list:
     return specs
 
 
+def _executor_options(args: argparse.Namespace) -> dict:
+    """The executor options of train, metrics and downstream, checked before anything is read
+    (one line for a bad value, or for ``--executor ray`` without Ray installed)."""
+    from phasezoo.executors import check_executor  # lazy: the CLI starts without importing torch
+
+    options = dict(executor=args.executor, ray_address=args.ray_address,
+                   cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task)
+    check_executor(workers=args.workers, **options)
+    return options
+
+
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _check_csv(getattr(args, "csv", None))
@@ -223,6 +242,7 @@ def run(argv: list[str] | None = None) -> int:
             print(table.to_string(index=False))
         return 0
 
+    executor_options = _executor_options(args) if hasattr(args, "executor") else {}
     spec = load_spec(args.zoo)
     _check_profile(spec, args.profile)
 
@@ -240,8 +260,8 @@ def run(argv: list[str] | None = None) -> int:
 
     z = zoo_ops.Zoo.of(spec, args.profile, args.root)
     if args.command == "train":
-        results = zoo_ops.train_zoo(z, device=args.device,
-                                    workers=args.workers, data_dir=args.data_dir)
+        results = zoo_ops.train_zoo(z, device=args.device, workers=args.workers,
+                                    data_dir=args.data_dir, **executor_options)
         counts = zoo_ops.zoo_status(z)
         trained = sum(r.epochs_run for r in results)
         print(f"{spec.name}/{args.profile}: trained {trained} epochs in {len(results)} members; "
@@ -279,7 +299,8 @@ def run(argv: list[str] | None = None) -> int:
         from phasezoo.landscape.runner import compute_metrics  # lazy: the CLI starts without importing torch
 
         info = compute_metrics(z, epoch=_epoch_arg(args.epoch),
-                               device=args.device, workers=args.workers, data_dir=args.data_dir)
+                               device=args.device, workers=args.workers, data_dir=args.data_dir,
+                               **executor_options)
         print(f"{spec.name}/{args.profile} epoch {info['epoch']}: computed {info['tasks']} metric tasks "
               f"in {info['wall_s']:.1f} s (Hessian {info['hessian_task_s']:.1f} s, "
               f"CKA + mode connectivity {info['pair_task_s']:.1f} s of worker time)")
@@ -294,8 +315,8 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "downstream":
         from phasezoo.downstream.runner import run_downstream  # lazy: the CLI starts without importing torch
 
-        info = run_downstream(z, device=args.device,
-                              workers=args.workers, data_dir=args.data_dir)
+        info = run_downstream(z, device=args.device, workers=args.workers,
+                              data_dir=args.data_dir, **executor_options)
         print(f"{spec.name}/{args.profile} epoch {info['epoch']}: ran {info['tasks']} downstream tasks "
               f"in {info['wall_s']:.1f} s")
         return 0

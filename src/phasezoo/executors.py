@@ -1,8 +1,10 @@
 """Executors: where the members of a zoo train, and the one job loop that drives them.
 
 An executor maps a picklable function over a list of tasks and yields results as they finish,
-in any order. The runner does not care where the work happens, so a Ray executor (paper
-scale, clusters) slots in beside these two without touching the training code.
+in any order. The runner does not care where the work happens: in this process, in a local
+process pool, or on a Ray cluster (:class:`RayExecutor`, paper scale), without touching the
+training code. :func:`make_executor` picks one; :func:`check_executor` refuses bad options in one
+line before anything is written.
 
 :func:`run_zoo_jobs` is the resumable skeleton ``train``, ``metrics`` and ``downstream`` share
 (plan, verify, lock, re-plan, run) over typed :class:`Job` s; its loop, :func:`run_jobs`, times
@@ -17,7 +19,10 @@ that starts processes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
+import math
 import multiprocessing as mp
 import os
 import re
@@ -158,8 +163,131 @@ class LocalPoolExecutor:
                     "rerun the same command to resume") from None
 
 
-def make_executor(workers: int = 1) -> Executor:
-    """``workers == 1``: in-process; more: a local process pool."""
+def _ray_task(fn: Callable[[Any], Any], task: Any, threads: int) -> Any:
+    """What a Ray worker runs for one task: torch's threads set to the task's CPUs (as
+    :func:`_init_worker` does for a pool worker), then ``fn(task)``."""
+    torch.set_num_threads(threads)
+    return fn(task)
+
+
+class RayExecutor:
+    """Run tasks as Ray core tasks, each reserving ``cpus_per_task`` CPUs and ``gpus_per_task``
+    GPUs (fractions allowed: four tasks share a GPU at 0.25), on the cluster at ``address``
+    (``"auto"``: the one ``ray start`` runs on this machine; ``ray://host:10001``: a remote one)
+    or, without an address, on a local Ray started here with this machine's cores.
+
+    Ray only schedules. Every task is submitted at once, Ray runs as many as the cluster's
+    resources allow, and results come back as they finish (``ray.wait``); the caller stores them
+    from this process, the driver, which holds the zoo's lock. A training task writes its member's
+    folder itself, atomically, as a pool worker does, so the workers need the zoo root and the data
+    directory on a filesystem they share with the driver. Nothing is kept in Ray: when the driver
+    is killed Ray ends the job's tasks, and a rerun of the same command plans from the store and
+    resumes exactly as with the local executor. Tasks are not retried (``max_retries=0``): a task
+    that raises re-raises its own exception here, a worker or node that dies is one
+    :class:`WorkerCrashError`, and the rerun picks up what is missing.
+
+    Ray core, not Ray Tune: the grid of a zoo is fixed, with no search and no early stopping,
+    and the store is the checkpoint, so Tune's trial bookkeeping (its own results, checkpoints
+    and experiment state) would duplicate what the store already records, and resume from a
+    second source of truth. Tasks with resources are all the scheduling the zoo needs.
+    """
+
+    def __init__(self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0):
+        self.address = address
+        self.cpus_per_task = float(cpus_per_task)
+        self.gpus_per_task = float(gpus_per_task)
+        self.threads = max(1, int(self.cpus_per_task))
+
+    def _connect(self):
+        import ray  # lazy: the optional extra "ray"; only --executor ray needs it
+
+        if not ray.is_initialized():
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+                ray.init(num_cpus=max(cores, math.ceil(self.cpus_per_task)), include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.WARNING)
+        return ray
+
+    def map_unordered(self, fn, tasks):
+        tasks = list(tasks)
+        if not tasks:
+            return
+        ray = self._connect()
+        remote = ray.remote(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=0)(_ray_task)
+        fn_ref = ray.put(fn)
+        pending = [remote.remote(fn_ref, t, self.threads) for t in tasks]
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                try:
+                    result = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as e:
+                    # the task raised: the same exception as in-process or in the pool
+                    raise (e.cause if isinstance(e.cause, BaseException) else e) from None
+                except ray.exceptions.RayError as e:
+                    raise WorkerCrashError(
+                        f"a Ray worker or node died ({type(e).__name__}); finished work is stored, "
+                        "rerun the same command to resume") from None
+                yield result
+        finally:
+            for ref in pending:  # an error, or the caller stopped early: end the tasks still queued
+                ray.cancel(ref, force=True)
+
+
+#: the executors of ``--executor``
+EXECUTORS = ("local", "ray")
+
+
+def check_executor(executor: str = "local", workers: int = 1, ray_address: str | None = None,
+                   cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> None:
+    """Refuse bad executor options in one line (:class:`PhaseZooError`), before anything is
+    read or written: an unknown executor, resources that are not positive finite numbers
+    (``gpus_per_task`` may be 0), Ray options with the local executor, or Ray not installed."""
+    _check_workers(workers)
+    if executor not in EXECUTORS:
+        raise PhaseZooError(f"--executor must be {' or '.join(EXECUTORS)}, got {executor!r}")
+    for flag, value, least in (("--cpus-per-task", cpus_per_task, "above 0"), ("--gpus-per-task", gpus_per_task, "0 or more")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < 0 or (value == 0 and flag == "--cpus-per-task"):
+            raise PhaseZooError(f"{flag} must be a number {least}, got {value}")
+    if executor == "local":
+        for flag, value, default in (("--ray-address", ray_address, None), ("--cpus-per-task", cpus_per_task, 1.0),
+                                     ("--gpus-per-task", gpus_per_task, 0.0)):
+            if value != default:
+                raise PhaseZooError(f"{flag} applies to --executor ray only (the local executor runs --workers processes)")
+        return
+    if importlib.util.find_spec("ray") is None:
+        raise PhaseZooError("--executor ray needs Ray, which is not installed: pip install -e .[ray]")
+
+
+def task_device(device: str = "auto", executor: str = "local", gpus_per_task: float = 0.0) -> torch.device:
+    """The device the jobs run on. Local: :func:`resolve_device` on this machine. Ray: the tasks
+    run elsewhere, and Ray gives a task a GPU (its own ``cuda``) only when it reserves one, so
+    ``--gpus-per-task`` above 0 means ``cuda`` (``auto`` too) and 0 means ``cpu``; any other
+    pairing is a one-line :class:`PhaseZooError`."""
+    if executor != "ray":
+        return resolve_device(device)
+    if gpus_per_task > 0:
+        if device in ("auto", "cuda"):
+            return torch.device("cuda")
+        raise PhaseZooError(f"--device {device} with --gpus-per-task {gpus_per_task:g}: a Ray task sees only "
+                            "the GPU it reserved; use --device auto or cuda")
+    if device in ("auto", "cpu"):
+        return torch.device("cpu")
+    raise PhaseZooError(f"--device {device} with --executor ray needs --gpus-per-task above 0 "
+                        "(a Ray task gets a GPU only when it reserves one)")
+
+
+def make_executor(workers: int = 1, executor: str = "local", ray_address: str | None = None,
+                  cpus_per_task: float = 1.0, gpus_per_task: float = 0.0) -> Executor:
+    """``local``: ``workers == 1`` in-process, more a local process pool; ``ray``: a
+    :class:`RayExecutor` (``workers`` does not apply: the cluster's resources bound the tasks
+    in flight). Options are checked by :func:`check_executor`."""
+    check_executor(executor, workers, ray_address, cpus_per_task, gpus_per_task)
+    if executor == "ray":
+        return RayExecutor(ray_address, cpus_per_task, gpus_per_task)
     return InProcessExecutor() if workers <= 1 else LocalPoolExecutor(workers)
 
 
@@ -216,22 +344,29 @@ def run_jobs(
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
+    executor: str = "local",
+    ray_address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
 ) -> Iterator[tuple[Job, Any]]:
-    """Run every job (``run[job.kind](*job.args)``) on ``workers`` local processes, yielding
-    ``(job, result)`` as each finishes (the caller stores it: only the main process writes).
+    """Run every job (``run[job.kind](*job.args)``) on ``workers`` local processes, or on Ray
+    (``executor="ray"``, see :func:`make_executor`), yielding ``(job, result)`` as each finishes
+    (the caller stores it: only the main process writes).
 
     Progress counts ``done`` earlier-finished items plus these jobs: ``progress=None`` shows a
     bar in a terminal and one line per job otherwise, ``True`` a bar, ``False`` nothing; each
     line names ``job.name`` and ``status(result)``.
     """
-    _check_workers(workers)
+    options = dict(executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task,
+                   gpus_per_task=gpus_per_task)
+    check_executor(workers=workers, **options)
     jobs = list(jobs)
     if not jobs:
         return
     bar = None if progress is False else Progress(desc, done + len(jobs), done=done, unit=unit,
                                                    tty=True if progress else None)
     try:
-        for index, result, seconds in make_executor(workers).map_unordered(_Run(run), enumerate(jobs)):
+        for index, result, seconds in make_executor(workers, **options).map_unordered(_Run(run), enumerate(jobs)):
             yield jobs[index], result
             if bar is not None:
                 bar.update(jobs[index].name, status(result), seconds)
@@ -254,6 +389,10 @@ def run_zoo_jobs(
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
+    executor: str = "local",
+    ray_address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
 ) -> Iterator[tuple[Job, Any]]:
     """The resumable skeleton of ``train``, ``metrics`` and ``downstream`` on one zoo.
 
@@ -265,9 +404,12 @@ def run_zoo_jobs(
        (zoo-level records) and the plan is made again under the lock;
     4. the jobs run through :func:`run_jobs`; each ``(job, result)`` is yielded for the caller
        to store while the lock is held (only the main process writes). ``total`` (default: the
-       jobs) counts the items of the whole zoo for the progress output.
+       jobs) counts the items of the whole zoo for the progress output. ``executor`` and the
+       Ray options pick where they run (:func:`make_executor`); the lock is the driver's.
     """
-    _check_workers(workers)  # before the plan reads anything
+    options = dict(executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task,
+                   gpus_per_task=gpus_per_task)
+    check_executor(workers=workers, **options)  # before the plan reads anything
     jobs = plan()
     if check is not None:
         check()
@@ -282,4 +424,4 @@ def run_zoo_jobs(
         jobs = plan()  # again: another run may have finished some in between
         done = (total - len(jobs)) if total is not None else 0
         yield from run_jobs(jobs, run, desc=f"{command} {store.name}", workers=workers,
-                            done=done, unit=unit, progress=progress, status=status)
+                            done=done, unit=unit, progress=progress, status=status, **options)

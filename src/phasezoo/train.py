@@ -72,8 +72,8 @@ def training_bytes_estimate(member: MemberSpec) -> int:
 
 def available_bytes(device: torch.device) -> int | None:
     """Free memory on ``device`` (CUDA: free device memory; CPU: ``MemAvailable``), or None."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cuda":  # None on a machine without CUDA (a Ray driver, its GPUs on the workers)
+        return int(torch.cuda.mem_get_info(device)[0]) if torch.cuda.is_available() else None
     try:
         with open("/proc/meminfo") as f:
             for line in f:

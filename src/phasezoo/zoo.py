@@ -21,7 +21,7 @@ import pandas as pd
 
 from phasezoo.data import load_dataset
 from phasezoo.errors import PhaseZooError
-from phasezoo.executors import Job, resolve_device, run_zoo_jobs
+from phasezoo.executors import Job, check_executor, run_zoo_jobs, task_device
 from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, cell_of, load_spec
 from phasezoo.store import STATES, ZooStore, read_json
 from phasezoo.train import check_fits_memory, train_member
@@ -125,6 +125,10 @@ def train_zoo(
     workers: int = 1,
     data_dir: str | Path | None = None,
     progress: bool | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
     on_result: Callable[[Any], None] | None = None,
 ) -> list:
     """Train every member of ``zoo``/``profile`` under ``root``; finished members are skipped and
@@ -134,12 +138,14 @@ def train_zoo(
     needs and every existing member's files (hashes, config, results against status) are
     checked. A zoo with nothing left to train is only read (it may sit on a read-only file
     system); otherwise the zoo's lock is taken (:class:`phasezoo.store.ZooLock`) and the
-    temporary files of killed writes are removed.
+    temporary files of killed writes are removed. ``executor="ray"`` runs the members as Ray
+    tasks (:class:`phasezoo.executors.RayExecutor`) with these resources per task.
     """
+    check_executor(executor, workers, ray_address, cpus_per_task, gpus_per_task)
     z = Zoo.of(zoo, profile, root)
     spec, members, store = z.spec, list(z.members), z.store
-    dev = resolve_device(device)
-    bars = progress is not False and (progress or sys.stderr.isatty())
+    dev = task_device(device, executor, gpus_per_task)
+    bars = progress is not False and (progress or sys.stderr.isatty()) and executor == "local"
 
     def plan() -> list[Job]:
         todo = [m for m in members if store.member(m.member).state() not in ("done", "diverged")]
@@ -155,11 +161,12 @@ def train_zoo(
         store.write_spec({"zoo": spec.name, "profile": z.profile, "source": Path(spec.source).name,
                           "members": [m.member for m in members]})
 
+    executor_options = dict(executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     results = []
     for _, res in run_zoo_jobs(store, "train", plan, {"train": _train_task},
                                check=lambda: _verify_existing(store, members), prepare=prepare,
                                begin=begin, total=len(members), workers=workers, unit="model",
-                               progress=progress, status=lambda r: r.status):
+                               progress=progress, status=lambda r: r.status, **executor_options):
         results.append(res)
         if on_result is not None:
             on_result(res)

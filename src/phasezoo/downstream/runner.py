@@ -49,7 +49,7 @@ from phasezoo.downstream.ensemble import ensemble_accuracy, ensemble_scores
 from phasezoo.downstream.finetune import finetune
 from phasezoo.downstream.prune import has_embeddings, magnitude_prune, prunable_weights, prune_and_finetune
 from phasezoo.downstream.rebasin import interpolate
-from phasezoo.executors import Job, resolve_device, run_zoo_jobs, settings_key
+from phasezoo.executors import Job, check_executor, run_zoo_jobs, settings_key, task_device
 from phasezoo.models.utils import recompute_bn_statistics
 from phasezoo.spec import WISE_FT_EARLY_FRACTION, MemberSpec, ZooSpec, cell_of, wise_ft_early_epoch
 from phasezoo.store import MemberStore, atomic_write_json, jsonable, load_member, read_json
@@ -158,12 +158,16 @@ def run_downstream(
     device: str = "auto",
     workers: int = 1, data_dir: str | Path | None = None, progress: bool | None = None,
     settings: dict | None = None,
+    executor: str = "local", ray_address: str | None = None,
+    cpus_per_task: float = 1.0, gpus_per_task: float = 0.0,
 ) -> dict[str, Any]:
     """Run the missing downstream methods on the final epoch of every done member / cell, with
-    the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape)."""
+    the profile's ``downstream`` settings (or ``settings``, a mapping of the same shape);
+    ``executor`` and the Ray options pick where the tasks run (:func:`phasezoo.executors.make_executor`)."""
+    check_executor(executor, workers, ray_address, cpus_per_task, gpus_per_task)
     z = Zoo.of(zoo, profile, root)
     epoch = z.final_epoch
-    dev = str(resolve_device(device))
+    dev = str(task_device(device, executor, gpus_per_task))
     settings = settings or {k: dict(v) for k, v in z.settings.downstream.items()}
     store = z.store
     done = store.finished(list(z.members))
@@ -187,7 +191,8 @@ def run_downstream(
     ran = 0
 
     finished = run_zoo_jobs(store, "downstream", plan, {"member": _member_task, "cell": _cell_task},
-                            check=lambda: store.verify_members(done), workers=workers, progress=progress)
+                            check=lambda: store.verify_members(done), workers=workers, progress=progress,
+                            executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     for job, result in finished:
         ran += 1
         if job.kind == "member":

@@ -35,7 +35,7 @@ import torch
 from phasezoo.data import load_dataset
 from phasezoo.data.batches import eval_split, fixed_subset
 from phasezoo.errors import PhaseZooError
-from phasezoo.executors import Job, resolve_device, run_zoo_jobs, settings_key
+from phasezoo.executors import Job, check_executor, run_zoo_jobs, settings_key, task_device
 from phasezoo.landscape.cka import linear_cka, output_cka
 from phasezoo.landscape.curves import bezier_mode_connectivity, curve_converged
 from phasezoo.landscape.hessian import top_eigenvalue, trace
@@ -173,15 +173,21 @@ def compute_metrics(
     workers: int = 1,
     data_dir: str | Path | None = None,
     progress: bool | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
 ) -> dict[str, Any]:
     """Compute the missing metrics of a trained zoo; returns counts and wall time per stage.
 
     Only members that are ``done`` take part. A cell needs at least two done seeds for its
-    pair metrics. Already stored values computed with the same settings are kept.
+    pair metrics. Already stored values computed with the same settings are kept. ``executor``
+    and the Ray options pick where the tasks run (:func:`phasezoo.executors.make_executor`).
     """
+    check_executor(executor, workers, ray_address, cpus_per_task, gpus_per_task)
     z = Zoo.of(zoo, profile, root)
     ep = resolve_epoch(z, epoch)
-    dev = str(resolve_device(device))
+    dev = str(task_device(device, executor, gpus_per_task))
     store = z.store
     done = store.finished(list(z.members))
     settings = {k: dict(v) for k, v in z.settings.metrics.items()}
@@ -212,7 +218,8 @@ def compute_metrics(
     ran = 0
 
     finished = run_zoo_jobs(store, "metrics", plan, {"hessian": _hessian_task, "pair": _pair_task},
-                            check=lambda: store.verify_members(done), workers=workers, progress=progress)
+                            check=lambda: store.verify_members(done), workers=workers, progress=progress,
+                            executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     for job, result in finished:
         ran += 1
         if job.kind == "hessian":

@@ -11,7 +11,7 @@ request fails with one line and writes nothing.
 from __future__ import annotations
 
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +22,7 @@ import pandas as pd
 from phasezoo.data import load_dataset
 from phasezoo.errors import PhaseZooError
 from phasezoo.executors import Job, check_executor, run_zoo_jobs, task_device
-from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, cell_of, load_spec
+from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, by_cell, load_spec
 from phasezoo.store import STATES, ZooStore, read_json
 from phasezoo.train import check_fits_memory, train_member
 
@@ -87,10 +87,7 @@ class Zoo:
     @cached_property
     def cells(self) -> dict[str, tuple[MemberSpec, ...]]:
         """Grid cell (its folder name without the seed) -> its planned members, in plan order."""
-        out: dict[str, list[MemberSpec]] = defaultdict(list)
-        for m in self.members:
-            out[cell_of(m.member)].append(m)
-        return {c: tuple(ms) for c, ms in out.items()}
+        return {c: tuple(ms) for c, ms in by_cell(self.members).items()}
 
     def member_dir(self, member: str | MemberSpec) -> Path:
         return self.store.member(member if isinstance(member, str) else member.member).dir

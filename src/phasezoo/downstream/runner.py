@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from phasezoo.downstream.prune import has_embeddings, magnitude_prune, prunable_
 from phasezoo.downstream.rebasin import interpolate
 from phasezoo.executors import Job, check_executor, run_zoo_jobs, settings_key, task_device
 from phasezoo.models.utils import recompute_bn_statistics
-from phasezoo.spec import WISE_FT_EARLY_FRACTION, MemberSpec, ZooSpec, cell_of, wise_ft_early_epoch
+from phasezoo.spec import WISE_FT_EARLY_FRACTION, ZooSpec, by_cell, cell_of, wise_ft_early_epoch
 from phasezoo.store import MemberStore, atomic_write_json, jsonable, load_member, read_json
 from phasezoo.tasks import score, task_for  # score: 1 − error, stored under ``acc`` keys in every domain
 from phasezoo.zoo import DEFAULT_ROOT, Zoo
@@ -179,10 +178,7 @@ def run_downstream(
             d = str(z.member_dir(m))
             if _read(Path(d) / "downstream.json").get(key, {}).get("settings_key") != skey:
                 jobs.append(Job("member", f"member {m.member}", d, (d, epoch, settings, dev, data_dir)))
-        by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
-        for m in done:
-            by_cell[cell_of(m.member)].append(m)
-        for cell, ms in by_cell.items():
+        for cell, ms in by_cell(done).items():
             if len(ms) >= 2 and key not in _read(store.dir / "cells" / f"{cell}.downstream.json"):
                 jobs.append(Job("cell", f"cell {cell}", cell, ([str(z.member_dir(m)) for m in ms], epoch, dev, data_dir)))
         return jobs

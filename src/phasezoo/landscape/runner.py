@@ -25,7 +25,6 @@ import itertools
 import json
 import math
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from phasezoo.landscape.curves import bezier_mode_connectivity, curve_converged
 from phasezoo.landscape.hessian import top_eigenvalue, trace
 from phasezoo.landscape.hvp import DEFAULT_CHUNK_SIZE
 from phasezoo.landscape.phases import phase_map
-from phasezoo.spec import MemberSpec, ZooSpec, cell_of
+from phasezoo.spec import MemberSpec, ZooSpec, by_cell, cell_of
 from phasezoo.store import MemberStore, ZooStore, as_stored, atomic_write_json, jsonable, load_member, read_json
 from phasezoo.models.utils import eval_mode
 from phasezoo.tasks import task_for
@@ -201,10 +200,7 @@ def compute_metrics(
             if stored.get("hessian_trace", {}).get("settings_key") != _settings_key(settings["hessian"]):
                 d = str(z.member_dir(m))
                 jobs.append(Job("hessian", f"hessian {m.member}", d, (d, ep, settings["hessian"], dev, data_dir)))
-        by_cell: dict[str, list[MemberSpec]] = defaultdict(list)
-        for m in done:
-            by_cell[cell_name(m)].append(m)
-        for cell, ms in by_cell.items():
+        for cell, ms in by_cell(done).items():
             stored = _read_cell(store, cell).get(key, {})
             for a, b in itertools.combinations(sorted(ms, key=lambda m: m.seed), 2):
                 pair = f"{cell}/{a.seed}-{b.seed}"

@@ -61,10 +61,10 @@ from .load import list_zoos, load_spec, zoo_dir
 from .schema import (AXIS_DIRECTIONS, DOWNSTREAM_DEFAULTS, GRID_LABELS, INITS, LBFGS_DEFAULTS,
                      METRIC_DEFAULTS, MIN_BATCH_SIZE, OPTIMIZERS, PROFILES, REAL_GRID_KEYS, SCHEDULERS,
                      TASKS, WISE_FT_EARLY_FRACTION, ZOO_NAME, MemberSpec, ProfileSpec, TrainingSpec,
-                     ZooSpec, cell_of, member_name, plan_json, wise_ft_early_epoch)
+                     ZooSpec, by_cell, cell_of, member_name, plan_json, wise_ft_early_epoch)
 
 __all__ = ["AXIS_DIRECTIONS", "DOWNSTREAM_DEFAULTS", "GRID_LABELS", "INITS", "LBFGS_DEFAULTS",
            "METRIC_DEFAULTS", "MIN_BATCH_SIZE", "OPTIMIZERS", "PROFILES", "REAL_GRID_KEYS", "SCHEDULERS",
            "TASKS", "WISE_FT_EARLY_FRACTION", "ZOO_NAME", "MemberSpec", "ProfileSpec", "TrainingSpec",
-           "ZooSpec", "cell_of", "list_zoos", "load_spec", "member_name", "plan_json", "wise_ft_early_epoch",
+           "ZooSpec", "by_cell", "cell_of", "list_zoos", "load_spec", "member_name", "plan_json", "wise_ft_early_epoch",
            "zoo_dir"]

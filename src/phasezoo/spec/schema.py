@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 
 from phasezoo.errors import SpecError
@@ -270,6 +270,14 @@ def cell_of(member: str) -> str:
     ``w0008_b0128``). Seed pairs of a cell give CKA and mode connectivity; probe splits keep a
     cell's seeds together."""
     return str(member).rsplit("_s", 1)[0]
+
+
+def by_cell(members: Iterable[MemberSpec]) -> dict[str, list[MemberSpec]]:
+    """``members`` grouped by grid cell (:func:`cell_of`), cells and members in the order given."""
+    out: dict[str, list[MemberSpec]] = {}
+    for m in members:
+        out.setdefault(cell_of(m.member), []).append(m)
+    return out
 
 
 # ----------------------------------------------------------------------------- loading

@@ -344,6 +344,7 @@ def run_jobs(
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
+    items: Callable[[Any], int] = lambda result: 1,
     executor: str = "local",
     ray_address: str | None = None,
     cpus_per_task: float = 1.0,
@@ -355,7 +356,8 @@ def run_jobs(
 
     Progress counts ``done`` earlier-finished items plus these jobs: ``progress=None`` shows a
     bar in a terminal and one line per job otherwise, ``True`` a bar, ``False`` nothing; each
-    line names ``job.name`` and ``status(result)``.
+    line names ``job.name`` and ``status(result)``; a job counts as ``items(result)`` items
+    (a packed training job as its seeds).
     """
     options = dict(executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task,
                    gpus_per_task=gpus_per_task)
@@ -369,7 +371,7 @@ def run_jobs(
         for index, result, seconds in make_executor(workers, **options).map_unordered(_Run(run), enumerate(jobs)):
             yield jobs[index], result
             if bar is not None:
-                bar.update(jobs[index].name, status(result), seconds)
+                bar.update(jobs[index].name, status(result), seconds, items(result))
     finally:
         if bar is not None:
             bar.close()
@@ -389,6 +391,7 @@ def run_zoo_jobs(
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
+    items: Callable[[Any], int] = lambda result: 1,
     executor: str = "local",
     ray_address: str | None = None,
     cpus_per_task: float = 1.0,
@@ -424,4 +427,5 @@ def run_zoo_jobs(
         jobs = plan()  # again: another run may have finished some in between
         done = (total - len(jobs)) if total is not None else 0
         yield from run_jobs(jobs, run, desc=f"{command} {store.name}", workers=workers,
-                            done=done, unit=unit, progress=progress, status=status, **options)
+                            done=done, unit=unit, progress=progress, status=status, items=items,
+                            **options)

@@ -45,11 +45,11 @@ class Progress:
             return None
         return (time.perf_counter() - self._t0) / ran * (self.total - self.done)
 
-    def update(self, name: str, status: str, seconds: float) -> None:
-        """One item finished: ``name`` with ``status`` after ``seconds`` of its own work."""
-        self.done += 1
+    def update(self, name: str, status: str, seconds: float, n: int = 1) -> None:
+        """``n`` items finished (one job): ``name`` with ``status`` after ``seconds`` of its own work."""
+        self.done += n
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(n)
             self._bar.set_postfix(last=f"{name} {status}")
             return
         eta = self.eta()

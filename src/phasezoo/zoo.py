@@ -22,9 +22,9 @@ import pandas as pd
 from phasezoo.data import load_dataset
 from phasezoo.errors import PhaseZooError
 from phasezoo.executors import Job, check_executor, run_zoo_jobs, task_device
-from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, by_cell, load_spec
+from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, by_cell, cell_of, load_spec
 from phasezoo.store import STATES, ZooStore, read_json
-from phasezoo.train import check_fits_memory, train_member
+from phasezoo.train import check_fits_memory, packing_strategy, train_members
 
 DEFAULT_ROOT = Path("data/zoos")
 
@@ -107,10 +107,24 @@ def _verify_existing(store: ZooStore, members: list[MemberSpec]) -> None:
             ms.check_config(m.to_dict())
 
 
-def _train_task(member_dict: dict, member_dir: str, device: str, data_dir, progress: bool) -> Any:
-    """Top-level (picklable) entry point that executors run once per member."""
-    return train_member(MemberSpec.from_dict(member_dict), Path(member_dir), device=device,
-                        data_dir=data_dir, progress=progress)
+def _train_task(member_dicts: list[dict], member_dirs: list[str], device: str, data_dir, progress: bool,
+                pack: bool | None) -> list:
+    """Top-level (picklable) entry point that executors run once per job: one member, or the
+    seeds of one grid cell trained packed (:func:`phasezoo.train.train_members`)."""
+    return train_members([MemberSpec.from_dict(d) for d in member_dicts], [Path(d) for d in member_dirs],
+                         device=device, data_dir=data_dir, progress=progress, pack=pack)
+
+
+def _train_jobs(members: list[MemberSpec], z: "Zoo", device, pack: bool | None) -> list[list[MemberSpec]]:
+    """The members of each training job: the seeds of a cell together where they pack
+    (:func:`phasezoo.train.packing_strategy`), every other member alone."""
+    jobs: list[list[MemberSpec]] = []
+    for cell in by_cell(members).values():
+        if packing_strategy(cell[0], device, pack) is not None:
+            jobs.append(list(cell))
+        else:
+            jobs.extend([m] for m in cell)
+    return jobs
 
 
 def train_zoo(
@@ -126,6 +140,7 @@ def train_zoo(
     ray_address: str | None = None,
     cpus_per_task: float = 1.0,
     gpus_per_task: float = 0.0,
+    pack: bool | None = None,
     on_result: Callable[[Any], None] | None = None,
 ) -> list:
     """Train every member of ``zoo``/``profile`` under ``root``; finished members are skipped and
@@ -137,6 +152,10 @@ def train_zoo(
     system); otherwise the zoo's lock is taken (:class:`phasezoo.store.ZooLock`) and the
     temporary files of killed writes are removed. ``executor="ray"`` runs the members as Ray
     tasks (:class:`phasezoo.executors.RayExecutor`) with these resources per task.
+
+    ``pack``: the seeds of a grid cell train as one packed model where that measured faster
+    (None, the default), always where the architecture can (True), or one by one (False); see
+    :func:`phasezoo.train.train_members`. A packed cell is one job.
     """
     check_executor(executor, workers, ray_address, cpus_per_task, gpus_per_task)
     z = Zoo.of(zoo, profile, root)
@@ -146,13 +165,17 @@ def train_zoo(
 
     def plan() -> list[Job]:
         todo = [m for m in members if store.member(m.member).state() not in ("done", "diverged")]
-        return [Job("train", m.member, m.member,
-                    (m.to_dict(), str(z.member_dir(m)), str(dev), data_dir, bool(bars and workers == 1)))
-                for m in todo]
+        return [Job("train", job[0].member if len(job) == 1 else f"{cell_of(job[0].member)} ×{len(job)}",
+                    ",".join(m.member for m in job),
+                    ([m.to_dict() for m in job], [str(z.member_dir(m)) for m in job], str(dev), data_dir,
+                     bool(bars and workers == 1), pack))
+                for job in _train_jobs(todo, z, dev, pack)]
 
     def prepare(jobs: list[Job]) -> None:
         load_dataset(spec.dataset, data_dir)  # missing files fail here, before anything is written
-        check_fits_memory([MemberSpec.from_dict(j.args[0]) for j in jobs], dev, workers)
+        # a packed job holds all its seeds at once
+        check_fits_memory([MemberSpec.from_dict(d) for j in jobs for d in j.args[0]], dev,
+                          workers * max(len(j.args[0]) for j in jobs))
 
     def begin() -> None:
         store.write_spec({"zoo": spec.name, "profile": z.profile, "source": Path(spec.source).name,
@@ -163,11 +186,18 @@ def train_zoo(
     for _, res in run_zoo_jobs(store, "train", plan, {"train": _train_task},
                                check=lambda: _verify_existing(store, members), prepare=prepare,
                                begin=begin, total=len(members), workers=workers, unit="model",
-                               progress=progress, status=lambda r: r.status, **executor_options):
-        results.append(res)
-        if on_result is not None:
-            on_result(res)
+                               progress=progress, status=_statuses, items=len, **executor_options):
+        for r in res:
+            results.append(r)
+            if on_result is not None:
+                on_result(r)
     return results
+
+
+def _statuses(results: list) -> str:
+    """``done`` for one member, ``done ×3`` or ``done ×2, diverged`` for a packed cell."""
+    counts = Counter(r.status for r in results)
+    return ", ".join(s if n == 1 else f"{s} ×{n}" for s, n in counts.items())
 
 
 @dataclass

@@ -9,6 +9,8 @@ WORKERS ?= 2
 DEVICE ?= auto
 # extra options of the train, metrics and downstream stages, e.g. "--executor ray --ray-address auto"
 RUN_OPTS ?=
+# extra options of the train stage only, e.g. "--no-pack" (train the seeds of a cell one by one)
+TRAIN_OPTS ?=
 ZOOS   ?= digits-resnet18 digits-vit text-gpt convection-pinn
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -34,7 +36,7 @@ test: setup
 book: setup
 	@for zoo in $(ZOOS); do \
 	  start=$$(date +%s); \
-	  $(BIN)/phasezoo train $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) $(RUN_OPTS) || exit $$?; \
+	  $(BIN)/phasezoo train $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) $(RUN_OPTS) $(TRAIN_OPTS) || exit $$?; \
 	  mid=$$(date +%s); echo "stage train: $$((mid - start)) s"; \
 	  $(BIN)/phasezoo metrics $$zoo --profile $(PROFILE) --root $(ROOT) --workers $(WORKERS) --device $(DEVICE) $(RUN_OPTS) || exit $$?; \
 	  echo "stage metrics: $$(( $$(date +%s) - mid )) s"; mid=$$(date +%s); \

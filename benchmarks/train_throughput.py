@@ -23,6 +23,10 @@ What it measures
       DataLoaders with a per-sample ``Normalize``). It writes no checkpoints or results files,
       which favours the baseline slightly.
 
+    The accuracy check (``accuracy_comparison``): final test accuracy per member on each side,
+    mean and sd, the paired difference with its standard error, and a two-sample
+    Kolmogorov-Smirnov test; packing must not change what is trained.
+
     A *model-epoch* is one epoch of one member (``MemberResult.epochs_run`` for ours; a member
     that diverges stops early on both sides, as in the package). The headline number is
     ``model_epochs / wall_s`` per side and the ratio ours / baseline. Mean final test accuracy is
@@ -32,8 +36,9 @@ What it measures
 Why the two sides differ
     Ours keeps the whole (tiny) dataset as one normalised tensor, cuts batches by index, and
     augments the batch at once (``BatchAugment``: kornia's batched augmentation, no per-sample
-    Python), and trains several small models at once in a process pool, one thread each (tiny
-    models do not use many cores well). The baseline pays, per sample, a Python
+    Python), trains the seeds of a ResNet grid cell as one packed model (grouped convolutions,
+    ``phasezoo.models.packed``; ``--no-pack`` turns that off), and trains several jobs at once
+    in a process pool, one thread each (tiny models do not use many cores well). The baseline pays, per sample, a Python
     ``__getitem__`` and a chain of transform calls, then ``default_collate`` per batch, and
     trains one model at a time with all of torch's threads.
 
@@ -175,7 +180,7 @@ def _SubsetSpec(**kw):  # noqa: N802 - built lazily so module import stays torch
 # ----------------------------------------------------------------------------- ours
 
 
-def run_ours(spec, profile: str, workers: int) -> dict:
+def run_ours(spec, profile: str, workers: int, pack: bool | None = None) -> dict:
     from phasezoo.zoo import train_zoo
 
     def on_result(res) -> None:
@@ -186,7 +191,7 @@ def run_ours(spec, profile: str, workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="phasezoo-bench-") as root:
         t0 = time.perf_counter()
         results = train_zoo(spec, profile, root=root, device="cpu", workers=workers,
-                            progress=False, on_result=on_result)
+                            progress=False, pack=pack, on_result=on_result)
         wall = time.perf_counter() - t0
     order = {m.member: i for i, m in enumerate(spec.members(profile))}
     results.sort(key=lambda r: order[r.member])
@@ -368,6 +373,33 @@ def _side(wall: float, per_member: list[dict], *, checkpoints: bool) -> dict:
 
 
 
+def compare_accuracy(ours: dict, baseline: dict) -> dict:
+    """Do the two sides train the same distribution of models? Final test accuracy per member:
+    mean and sd per side, the paired difference (same member, same initialisation, different
+    data order) with its standard error, and a two-sample Kolmogorov-Smirnov test."""
+    import numpy as np
+    from scipy.stats import ks_2samp
+
+    a = {r["member"]: r["test_acc"] for r in ours["members"] if r["test_acc"] is not None}
+    b = {r["member"]: r["test_acc"] for r in baseline["members"] if r["test_acc"] is not None}
+    common = [m for m in a if m in b]
+    xa, xb = np.array([a[m] for m in common]), np.array([b[m] for m in common])
+    if len(common) < 2:
+        return {"n": len(common)}
+    d = xa - xb
+    ks = ks_2samp(xa, xb)
+    return {
+        "n": len(common),
+        "ours_mean_sd": [round(float(xa.mean()), 4), round(float(xa.std(ddof=1)), 4)],
+        "baseline_mean_sd": [round(float(xb.mean()), 4), round(float(xb.std(ddof=1)), 4)],
+        "paired_diff_mean": round(float(d.mean()), 4),
+        "paired_diff_se": round(float(d.std(ddof=1) / np.sqrt(len(d))), 4),
+        "paired_abs_diff_median": round(float(np.median(np.abs(d))), 4),
+        "ks_statistic": round(float(ks.statistic), 4),
+        "ks_pvalue": round(float(ks.pvalue), 4),
+    }
+
+
 def print_summary(payload: dict, out: Path) -> None:
     s = payload["settings"]
     print(f"\ntrain_throughput: {s['zoo']}/{s['profile']}, {s['n_members']} members x "
@@ -381,6 +413,11 @@ def print_summary(payload: dict, out: Path) -> None:
         print(f"{side:10s} {d['wall_s']:9.1f} {d['model_epochs']:13d} "
               f"{d['model_epochs_per_s']:11.3f} {'n/a' if acc is None else f'{acc:.3f}':>14s}")
     print(f"ratio ours/baseline (model-epochs per second): {payload['ratio_ours_over_baseline']:.2f}x")
+    c = payload["accuracy_comparison"]
+    if "ks_pvalue" in c:
+        print(f"final test accuracy: ours {c['ours_mean_sd'][0]:.3f} ± {c['ours_mean_sd'][1]:.3f}, baseline "
+              f"{c['baseline_mean_sd'][0]:.3f} ± {c['baseline_mean_sd'][1]:.3f}; paired difference "
+              f"{c['paired_diff_mean']:+.4f} ± {c['paired_diff_se']:.4f} (SE); KS p = {c['ks_pvalue']:.2f}")
     print(f"wrote {out}")
 
 
@@ -414,6 +451,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="baseline torch threads (default: torch's default, all cores)")
     p.add_argument("--loader-workers", type=int, default=0,
                    help="baseline DataLoader worker processes (default %(default)s)")
+    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
+                   help="ours: pack the seeds of a cell (default: the package's default); --no-pack: one by one")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="result JSON (default benchmarks/results/train_throughput.json)")
     a = p.parse_args(argv)
@@ -450,7 +489,7 @@ def main(argv=None) -> int:
               f"(spec: {spec_epochs})", file=sys.stderr, flush=True)
 
         torch.set_num_threads(default_threads)  # matters for --workers 1 (runs in this process)
-        ours = run_ours(spec, args.profile, args.workers)
+        ours = run_ours(spec, args.profile, args.workers, pack=args.pack)
         baseline = run_baseline(members, baseline_threads, args.loader_workers)
 
     ratio = ours["model_epochs_per_s"] / baseline["model_epochs_per_s"]
@@ -467,6 +506,7 @@ def main(argv=None) -> int:
             "spec_epochs": spec_epochs,
             "device": "cpu",
             "workers": args.workers,
+            "pack": "default (ResNet cells packed)" if args.pack is None else bool(args.pack),
             "ours_threads_per_worker": default_threads if args.workers == 1 else max(1, cores // args.workers),
             "baseline_threads": baseline_threads,
             "loader_workers": args.loader_workers,
@@ -483,6 +523,7 @@ def main(argv=None) -> int:
         "ours": ours,
         "baseline": baseline,
         "ratio_ours_over_baseline": round(ratio, 3),
+        "accuracy_comparison": compare_accuracy(ours, baseline),
         "notes": [
             "ours: phasezoo.zoo.train_zoo in a temporary root, timed whole (pool start-up, worker "
             "imports and data loading, training, per-epoch train+test evaluation, results, "

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a zoo (finished members are skipped, partial ones resumed)")
     _add_zoo_args(p)
     _add_run_args(p)
+    p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the seeds of a grid cell as one packed model (default: where it measured "
+                        "faster, the ResNets); --no-pack trains them one by one")
 
     p = sub.add_parser("status", help="count done, partial, pending and diverged members")
     _add_zoo_args(p)
@@ -261,7 +264,7 @@ def run(argv: list[str] | None = None) -> int:
     z = zoo_ops.Zoo.of(spec, args.profile, args.root)
     if args.command == "train":
         results = zoo_ops.train_zoo(z, device=args.device, workers=args.workers,
-                                    data_dir=args.data_dir, **executor_options)
+                                    data_dir=args.data_dir, pack=args.pack, **executor_options)
         counts = zoo_ops.zoo_status(z)
         trained = sum(r.epochs_run for r in results)
         print(f"{spec.name}/{args.profile}: trained {trained} epochs in {len(results)} members; "

@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
                    help="train the seeds of a grid cell as one packed model (default: where it measured "
                         "faster, the ResNets); --no-pack trains them one by one")
+    p.add_argument("--channels-last", action="store_true",
+                   help="convolutions in NHWC memory order (GPU speed option; recorded with each member)")
+    p.add_argument("--autocast", choices=["bf16"], default=None,
+                   help="train the forward pass in bfloat16 autocast (weights and optimizer stay float32)")
+    p.add_argument("--compile", action="store_true", help="train through torch.compile")
 
     p = sub.add_parser("status", help="count done, partial, pending and diverged members")
     _add_zoo_args(p)
@@ -263,8 +268,13 @@ def run(argv: list[str] | None = None) -> int:
 
     z = zoo_ops.Zoo.of(spec, args.profile, args.root)
     if args.command == "train":
+        from phasezoo.train import DeviceOptions  # lazy: the CLI starts without importing torch
+
         results = zoo_ops.train_zoo(z, device=args.device, workers=args.workers,
-                                    data_dir=args.data_dir, pack=args.pack, **executor_options)
+                                    data_dir=args.data_dir, pack=args.pack,
+                                    options=DeviceOptions(channels_last=args.channels_last,
+                                                          autocast=args.autocast, compile=args.compile),
+                                    **executor_options)
         counts = zoo_ops.zoo_status(z)
         trained = sum(r.epochs_run for r in results)
         print(f"{spec.name}/{args.profile}: trained {trained} epochs in {len(results)} members; "

@@ -65,6 +65,33 @@ class MemberResult:
     final: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeviceOptions:
+    """How the device runs training (none changes what is trained, all change its rounding):
+
+    * ``channels_last``: convolution inputs and weights in NHWC memory order (faster convolution
+      kernels on recent GPUs; conv architectures only, ignored by the others);
+    * ``autocast``: ``"bf16"`` runs the training forward pass and loss under
+      ``torch.autocast`` in bfloat16 (weights, gradients and optimizer state stay float32;
+      the per-epoch evaluation stays in full precision);
+    * ``compile``: the training module goes through ``torch.compile``.
+
+    They are recorded in every member's ``trained_with`` (a resume with other options warns that
+    it is not bit-for-bit reproducible). ``benchmarks/gpu_zoo.py`` measures them."""
+
+    channels_last: bool = False
+    autocast: str | None = None
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.autocast not in (None, "bf16"):
+            raise PhaseZooError(f"autocast must be bf16 or none, got {self.autocast!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options that are set (empty by default)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v}
+
+
 def training_bytes_estimate(member: MemberSpec) -> int:
     """A lower bound on the memory training ``member`` needs: its parameters and buffers (built
     on the meta device, so nothing is allocated) times the copies training keeps — weights,
@@ -161,12 +188,14 @@ def train_member(
     progress: bool = False,
     stop_after_epoch: int | None = None,
     dtype: torch.dtype = torch.float32,
+    options: DeviceOptions | None = None,
 ) -> MemberResult:
     """Train (or resume) one member into ``member_dir``; returns its :class:`MemberResult`.
 
     ``stop_after_epoch`` ends the call after that epoch, leaving a resumable partial member
     (what an interruption leaves; the tests use it). ``dtype`` is the precision of the model and
-    the data (float64 for exactness checks).
+    the data (float64 for exactness checks); ``options`` how the device runs it
+    (:class:`DeviceOptions`).
 
     A resume runs with the torch thread count the member was started with (recorded in its
     resume state and ``status.json``), because the float results of CPU kernels depend on it.
@@ -174,7 +203,7 @@ def train_member(
     scratch, with a warning on stderr and the reason in ``status.json`` (``restarted``).
     """
     return train_members([member], [member_dir], device=device, data_dir=data_dir, progress=progress,
-                         stop_after_epoch=stop_after_epoch, pack=False, dtype=dtype)[0]
+                         stop_after_epoch=stop_after_epoch, pack=False, dtype=dtype, options=options)[0]
 
 
 def train_members(
@@ -187,6 +216,7 @@ def train_members(
     stop_after_epoch: int | None = None,
     pack: bool | None = None,
     dtype: torch.dtype = torch.float32,
+    options: DeviceOptions | None = None,
 ) -> list[MemberResult]:
     """Train (or resume) ``members`` into ``member_dirs``; one :class:`MemberResult` each, in order.
 
@@ -214,7 +244,8 @@ def train_members(
         for group, strategy in pack_groups(runs, device, pack):
             torch.set_num_threads(group[0].threads)
             for res in _train_group(group, strategy, device=device, data_dir=data_dir, progress=progress,
-                                    stop_after_epoch=stop_after_epoch, dtype=dtype):
+                                    stop_after_epoch=stop_after_epoch, dtype=dtype,
+                                    options=options or DeviceOptions()):
                 results[res.member] = res
         return [results[m.member] for m in members]
     finally:
@@ -322,9 +353,18 @@ class _Pack:
     refreshed from it (:meth:`sync`) for evaluation and checkpoints."""
 
     def __init__(self, task, member: MemberSpec, models: list[nn.Module], optimizer_states: list,
-                 scheduler_state, strategy: str | None, total_steps: int):
-        self.task, self.models, self.strategy = task, models, strategy
+                 scheduler_state, strategy: str | None, total_steps: int,
+                 options: DeviceOptions = DeviceOptions()):
+        self.task, self.models, self.strategy, self.options = task, models, strategy, options
         self.module = models[0] if strategy is None else PackedModel(models, strategy)
+        self.channels_last = options.channels_last and any(
+            isinstance(m, nn.Conv2d) for m in models[0].modules())
+        if self.channels_last:  # 4-D weights of a member alone; a pack converts its stacked input
+            if strategy is None:
+                self.module.to(memory_format=torch.channels_last)
+            else:
+                self.module.memory_format = torch.channels_last
+        self.forward = torch.compile(self.module) if options.compile else self.module
         self.optimizer = make_optimizer(self.module, member)
         self.scheduler = make_scheduler(self.optimizer, member, total_steps)
         if optimizer_states[0] is not None:
@@ -341,10 +381,14 @@ class _Pack:
 
     def losses(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> torch.Tensor:
         """The K seeds' training losses on their own batches, shape (K,)."""
-        if self.strategy is None:
-            return self.task.batch_loss(self.module, xs[0], ys[0]).reshape(1)
-        out = self.module(torch.stack(xs))
-        return torch.stack([self.task.loss(out[k], ys[k]) for k in range(len(ys))])
+        if self.channels_last:
+            xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+        device_type = xs[0].device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.options.autocast == "bf16"):
+            if self.strategy is None:
+                return self.task.batch_loss(self.forward, xs[0], ys[0]).reshape(1)
+            out = self.forward(torch.stack(xs))
+            return torch.stack([self.task.loss(out[k], ys[k]) for k in range(len(ys))])
 
     def sync(self) -> None:
         """Copy the packed weights into the seeds' own models."""
@@ -353,7 +397,10 @@ class _Pack:
                 model.load_state_dict(self.module.seed_state(k))
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
-        return self.models[k].state_dict() if self.strategy is None else self.module.seed_state(k)
+        if self.strategy is not None:
+            return self.module.seed_state(k)
+        # channels_last weights are stored in the standard (contiguous) layout
+        return {n: t.contiguous() for n, t in self.models[k].state_dict().items()}
 
     def optimizer_state(self, k: int) -> dict:
         state = self.optimizer.state_dict()
@@ -370,7 +417,8 @@ class _Pack:
         self.sync()
         states = [self.optimizer_state(k) for k in keep]
         return _Pack(self.task, self.member, [self.models[k] for k in keep], states,
-                     self.scheduler_state(), self.strategy if len(keep) > 1 else None, self.total_steps)
+                     self.scheduler_state(), self.strategy if len(keep) > 1 else None, self.total_steps,
+                     self.options)
 
 
 def _cast(data, dtype: torch.dtype):
@@ -394,7 +442,7 @@ def _environment_info(run: _Run, env: dict[str, Any]) -> dict[str, Any]:
     meta = run.resume[1]
     recorded = meta.get("environment") or env
     info = {"trained_with": recorded, **{k: v for k, v in meta.items() if k in ("restarted", "resumed_with")}}
-    keys = ("torch", "device", "packing")
+    keys = ("torch", "device", "packing", "device_options")
     if tuple(recorded.get(k) for k in keys) != tuple(env.get(k) for k in keys):
         info["resumed_with"] = [*info.get("resumed_with", []), {**env, "from_epoch": run.start}]
         how = lambda e: f"torch {e['torch']} on {e['device']}" + (f", packed ({e['packing']})" if e.get("packing") else "")
@@ -404,12 +452,14 @@ def _environment_info(run: _Run, env: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_group(runs: list[_Run], strategy: str | None, *, device, data_dir, progress,
-                 stop_after_epoch, dtype) -> list[MemberResult]:
+                 stop_after_epoch, dtype, options: DeviceOptions) -> list[MemberResult]:
     """Train the members of ``runs`` together (one pack; alone when ``strategy`` is None)."""
     t_start = time.perf_counter()
     env = training_environment(device)
     if strategy is not None:
         env = {**env, "packing": strategy, "packed": len(runs)}
+    if options.as_dict():
+        env = {**env, "device_options": options.as_dict()}
     for r in runs:
         r.info = _environment_info(r, env)
         if r.restart_reason is not None:
@@ -438,7 +488,8 @@ def _train_group(runs: list[_Run], strategy: str | None, *, device, data_dir, pr
         models.append(model)
         optimizer_states.append(state)
     steps = steps_per_epoch(data.num_train, member.batch_size)
-    pack = _Pack(task, member, models, optimizer_states, scheduler_state, strategy, member.epochs * steps)
+    pack = _Pack(task, member, models, optimizer_states, scheduler_state, strategy, member.epochs * steps,
+                 options)
     if strategy is None and runs[0].resume is not None and "rng.cuda" in runs[0].resume[0] \
             and torch.cuda.is_available():
         torch.cuda.set_rng_state(runs[0].resume[0]["rng.cuda"])

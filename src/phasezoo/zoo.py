@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +25,7 @@ from phasezoo.errors import PhaseZooError
 from phasezoo.executors import Job, check_executor, run_zoo_jobs, task_device
 from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, by_cell, cell_of, load_spec
 from phasezoo.store import STATES, ZooStore, read_json
-from phasezoo.train import check_fits_memory, packing_strategy, train_members
+from phasezoo.train import DeviceOptions, check_fits_memory, packing_strategy, train_members
 
 DEFAULT_ROOT = Path("data/zoos")
 
@@ -108,11 +109,12 @@ def _verify_existing(store: ZooStore, members: list[MemberSpec]) -> None:
 
 
 def _train_task(member_dicts: list[dict], member_dirs: list[str], device: str, data_dir, progress: bool,
-                pack: bool | None) -> list:
+                pack: bool | None, options: dict) -> list:
     """Top-level (picklable) entry point that executors run once per job: one member, or the
     seeds of one grid cell trained packed (:func:`phasezoo.train.train_members`)."""
     return train_members([MemberSpec.from_dict(d) for d in member_dicts], [Path(d) for d in member_dirs],
-                         device=device, data_dir=data_dir, progress=progress, pack=pack)
+                         device=device, data_dir=data_dir, progress=progress, pack=pack,
+                         options=DeviceOptions(**options))
 
 
 def _train_jobs(members: list[MemberSpec], z: "Zoo", device, pack: bool | None) -> list[list[MemberSpec]]:
@@ -141,6 +143,7 @@ def train_zoo(
     cpus_per_task: float = 1.0,
     gpus_per_task: float = 0.0,
     pack: bool | None = None,
+    options: DeviceOptions | None = None,
     on_result: Callable[[Any], None] | None = None,
 ) -> list:
     """Train every member of ``zoo``/``profile`` under ``root``; finished members are skipped and
@@ -155,8 +158,10 @@ def train_zoo(
 
     ``pack``: the seeds of a grid cell train as one packed model where that measured faster
     (None, the default), always where the architecture can (True), or one by one (False); see
-    :func:`phasezoo.train.train_members`. A packed cell is one job.
+    :func:`phasezoo.train.train_members`. A packed cell is one job. ``options``: channels-last,
+    bf16 autocast, ``torch.compile`` (:class:`phasezoo.train.DeviceOptions`).
     """
+    options = options or DeviceOptions()
     check_executor(executor, workers, ray_address, cpus_per_task, gpus_per_task)
     z = Zoo.of(zoo, profile, root)
     spec, members, store = z.spec, list(z.members), z.store
@@ -168,7 +173,7 @@ def train_zoo(
         return [Job("train", job[0].member if len(job) == 1 else f"{cell_of(job[0].member)} ×{len(job)}",
                     ",".join(m.member for m in job),
                     ([m.to_dict() for m in job], [str(z.member_dir(m)) for m in job], str(dev), data_dir,
-                     bool(bars and workers == 1), pack))
+                     bool(bars and workers == 1), pack, dataclasses.asdict(options)))
                 for job in _train_jobs(todo, z, dev, pack)]
 
     def prepare(jobs: list[Job]) -> None:

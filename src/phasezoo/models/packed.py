@@ -186,6 +186,8 @@ class PackedModel(nn.Module):
             raise ValueError("packed models must have the same architecture")
         self.k = len(models)
         self.strategy = strategy
+        #: memory format of the grouped strategy's stacked input (``torch.channels_last`` on GPUs)
+        self.memory_format = torch.contiguous_format
         if strategy == "grouped":
             self.net = _grouped_copy(models)
         elif strategy == "vmap":
@@ -200,7 +202,8 @@ class PackedModel(nn.Module):
             raise ValueError(f"expected inputs of shape (K={self.k}, N, ...), got {tuple(x.shape)}")
         if self.strategy == "grouped":
             n = x.shape[1]
-            out = self.net(x.transpose(0, 1).flatten(1, 2))  # (N, K·C, H, W) -> (N, K·out)
+            stacked = x.transpose(0, 1).flatten(1, 2).contiguous(memory_format=self.memory_format)
+            out = self.net(stacked)  # (N, K·C, H, W) -> (N, K·out)
             return out.reshape(n, self.k, -1).transpose(0, 1)
         params = dict(self.net.named_parameters())
         buffers = dict(self.net.named_buffers())

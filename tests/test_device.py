@@ -111,3 +111,24 @@ def test_cuda_device_options_train_a_packed_cell(tmp_path, options):
     assert [r.status for r in got] == ["done"] * 3
     for a, b in zip(ref, got):
         assert abs(a.final["train_loss"] - b.final["train_loss"]) < 0.25 * a.final["train_loss"]
+
+
+def test_the_gpu_benchmark_runs_its_tiny_cpu_version(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_zoo.py"
+    spec = importlib.util.spec_from_file_location("gpu_zoo", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "gpu_zoo_tiny.json"
+    assert bench.main(["--tiny", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["device"] == "cpu" and result["settings"]["tiny"]
+    assert len(result["cells"]) == 2
+    for cell in result["cells"]:  # both ways trained every seed of the cell for the one epoch
+        assert cell["packed"]["model_epochs"] == cell["one_by_one"]["model_epochs"] == cell["seeds"] == 2
+    assert result["ratio_packed_over_one_by_one"] > 0
+    proj = result["projection"]
+    assert proj["paper_members"] == 192 and proj["paper_model_epochs"] == 192 * 15
+    assert proj["gpu_hours_range"][0] <= proj["gpu_hours"] <= proj["gpu_hours_range"][1]

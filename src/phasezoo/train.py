@@ -1,4 +1,9 @@
-"""Train one zoo member: the single training loop every zoo uses.
+"""Train zoo members: the single training loop every zoo uses.
+
+The loop trains a *pack* of K members at once: the seeds of one grid cell as one packed model
+(:mod:`phasezoo.models.packed`, :func:`train_members`), or one member alone (K = 1, the member's
+own model, :func:`train_member`). Everything below holds for each member of a pack; a packed
+epoch's wall time is shared equally between its seeds (``time_s`` of each results row).
 
 Per member (a :class:`~phasezoo.spec.MemberSpec`):
 
@@ -10,7 +15,8 @@ Per member (a :class:`~phasezoo.spec.MemberSpec`):
   ``max_iter`` iterations on each (full) batch, with a strong-Wolfe line search;
 * the loss and scores come from the member's task (:mod:`phasezoo.tasks`); datasets with a
   ``max_eval`` (OpenWebText) are evaluated on a fixed subset of that many samples per split;
-* a non-finite training loss ends the member with status ``diverged``; the zoo carries on;
+* a non-finite training loss ends the member with status ``diverged``; the zoo (and the
+  member's pack) carries on;
 * after every epoch the results line, the checkpoint (if the epoch is a checkpoint epoch) and
   the resume state are written atomically, in that order, so a rerun continues from the last
   finished epoch and reproduces an uninterrupted run bit for bit on the same device.

@@ -247,10 +247,12 @@ def test_a_packed_member_resumes_alone_with_a_warning(tmp_path, capsys):
     assert _max_diff(tmp_path / "apart" / members[0].member, dirs[0], 3) < EXACT
 
 
-def test_train_zoo_packs_resnet_cells_and_no_pack_trains_one_by_one(tmp_path):
+def test_train_zoo_packs_resnet_cells_and_no_pack_trains_one_by_one(tmp_path, capsys):
     spec = write_spec(tmp_path, RESNET_SPEC.replace("epochs: 3", "epochs: 1"), "pack-resnet.yaml")
     lines = []
-    packed = zoo_ops.train_zoo(spec, "smoke", tmp_path / "a", device="cpu", progress=False)
+    packed = zoo_ops.train_zoo(spec, "smoke", tmp_path / "a", device="cpu", progress=None)
+    err = capsys.readouterr().err.strip().splitlines()  # not a terminal: one line per job
+    assert len(err) == 1 and "w0002_b0128 ×3 done ×3" in err[0] and "[3/3]" in err[0], err
     alone = zoo_ops.train_zoo(spec, "smoke", tmp_path / "b", device="cpu", progress=False, pack=False,
                               on_result=lines.append)
     assert [r.status for r in packed] == [r.status for r in alone] == ["done"] * 3

@@ -293,17 +293,19 @@ def make_executor(workers: int = 1, executor: str = "local", ray_address: str | 
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work of a zoo command (train a member, measure a member or a seed pair, run
+    """One unit of work of a zoo command (train a member or a packed cell, measure a member or a seed pair, run
     the downstream methods on a member or a cell).
 
     ``kind`` picks the worker function (the ``run`` mapping of :func:`run_jobs`), which is
     called as ``run[kind](*args)`` in a worker process (``args`` must pickle); ``name`` labels
-    the job in the progress output; ``key`` says where the caller stores its result."""
+    the job in the progress output; ``key`` says where the caller stores its result; ``items``
+    how many items of the progress count it finishes (a packed training job: its seeds)."""
 
     kind: str
     name: str
     key: str
     args: tuple = ()
+    items: int = 1
 
 
 def settings_key(settings: Mapping[str, Any], ignore: Sequence[str] = ()) -> str:
@@ -344,7 +346,6 @@ def run_jobs(
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
-    items: Callable[[Any], int] = lambda result: 1,
     executor: str = "local",
     ray_address: str | None = None,
     cpus_per_task: float = 1.0,
@@ -356,8 +357,8 @@ def run_jobs(
 
     Progress counts ``done`` earlier-finished items plus these jobs: ``progress=None`` shows a
     bar in a terminal and one line per job otherwise, ``True`` a bar, ``False`` nothing; each
-    line names ``job.name`` and ``status(result)``; a job counts as ``items(result)`` items
-    (a packed training job as its seeds).
+    line names ``job.name`` and ``status(result)``; a job counts as ``job.items`` items (a
+    packed training job as its seeds).
     """
     options = dict(executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task,
                    gpus_per_task=gpus_per_task)
@@ -365,13 +366,13 @@ def run_jobs(
     jobs = list(jobs)
     if not jobs:
         return
-    bar = None if progress is False else Progress(desc, done + len(jobs), done=done, unit=unit,
+    bar = None if progress is False else Progress(desc, done + sum(j.items for j in jobs), done=done, unit=unit,
                                                    tty=True if progress else None)
     try:
         for index, result, seconds in make_executor(workers, **options).map_unordered(_Run(run), enumerate(jobs)):
             yield jobs[index], result
             if bar is not None:
-                bar.update(jobs[index].name, status(result), seconds, items(result))
+                bar.update(jobs[index].name, status(result), seconds, jobs[index].items)
     finally:
         if bar is not None:
             bar.close()
@@ -391,7 +392,6 @@ def run_zoo_jobs(
     unit: str = "task",
     progress: bool | None = None,
     status: Callable[[Any], str] = lambda result: "ok",
-    items: Callable[[Any], int] = lambda result: 1,
     executor: str = "local",
     ray_address: str | None = None,
     cpus_per_task: float = 1.0,
@@ -425,7 +425,6 @@ def run_zoo_jobs(
         if begin is not None:
             begin()
         jobs = plan()  # again: another run may have finished some in between
-        done = (total - len(jobs)) if total is not None else 0
+        done = (total - sum(j.items for j in jobs)) if total is not None else 0
         yield from run_jobs(jobs, run, desc=f"{command} {store.name}", workers=workers,
-                            done=done, unit=unit, progress=progress, status=status, items=items,
-                            **options)
+                            done=done, unit=unit, progress=progress, status=status, **options)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from phasezoo.data import load_dataset
+from phasezoo.data import DATASETS, load_dataset, steps_per_epoch
 from phasezoo.errors import PhaseZooError
 from phasezoo.executors import Job, check_executor, run_zoo_jobs, task_device
 from phasezoo.spec import MemberSpec, ProfileSpec, ZooSpec, by_cell, cell_of, load_spec
@@ -126,7 +126,12 @@ def _train_jobs(members: list[MemberSpec], z: "Zoo", device, pack: bool | None) 
             jobs.append(list(cell))
         else:
             jobs.extend([m] for m in cell)
-    return jobs
+    # the longest jobs first (most optimizer steps, then the widest), so that no worker starts a
+    # long job while the others run out of work: the order changes nothing that is trained
+    def steps(m: MemberSpec) -> int:
+        return m.epochs * steps_per_epoch(DATASETS[m.dataset].num_train, m.batch_size)
+
+    return sorted(jobs, key=lambda job: (-steps(job[0]) * len(job), -job[0].width))
 
 
 def train_zoo(
@@ -173,7 +178,7 @@ def train_zoo(
         return [Job("train", job[0].member if len(job) == 1 else f"{cell_of(job[0].member)} ×{len(job)}",
                     ",".join(m.member for m in job),
                     ([m.to_dict() for m in job], [str(z.member_dir(m)) for m in job], str(dev), data_dir,
-                     bool(bars and workers == 1), pack, dataclasses.asdict(options)))
+                     bool(bars and workers == 1), pack, dataclasses.asdict(options)), items=len(job))
                 for job in _train_jobs(todo, z, dev, pack)]
 
     def prepare(jobs: list[Job]) -> None:
@@ -191,7 +196,7 @@ def train_zoo(
     for _, res in run_zoo_jobs(store, "train", plan, {"train": _train_task},
                                check=lambda: _verify_existing(store, members), prepare=prepare,
                                begin=begin, total=len(members), workers=workers, unit="model",
-                               progress=progress, status=_statuses, items=len, **executor_options):
+                               progress=progress, status=_statuses, **executor_options):
         for r in res:
             results.append(r)
             if on_result is not None:

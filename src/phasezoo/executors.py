@@ -32,6 +32,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
@@ -107,6 +108,33 @@ class InProcessExecutor:
 ORPHAN_CHECK_S = 0.5
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+#: the variables that size the thread pools of OpenMP (torch), MKL and OpenBLAS (numpy, scipy)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@contextmanager
+def child_threads(threads: int) -> Iterator[None]:
+    """Context: processes started inside it size their thread pools to ``threads`` (the
+    :data:`THREAD_VARIABLES` the user has not set), so that N processes on N·t cores do not each
+    start a thread per core. Several on two cores, each with two threads, ran the book's
+    notebooks and scipy's Lanczos several times slower than with one thread each."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    for k, v in saved.items():
+        if v is None:
+            os.environ[k] = str(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
     _exit_when_orphaned(os.getppid())
@@ -141,8 +169,7 @@ class LocalPoolExecutor:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.threads = threads_per_worker or max(1, cores // workers)
+        self.threads = threads_per_worker or max(1, available_cores() // workers)
 
     def map_unordered(self, fn, tasks):
         tasks = list(tasks)
@@ -151,7 +178,8 @@ class LocalPoolExecutor:
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(self.threads,)) as pool:
-            futures = [pool.submit(fn, t) for t in tasks]
+            with child_threads(self.threads):  # the workers are spawned by the submits
+                futures = [pool.submit(fn, t) for t in tasks]
             try:
                 for fut in as_completed(futures):
                     yield fut.result()
@@ -205,8 +233,7 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             else:
-                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-                ray.init(num_cpus=max(cores, math.ceil(self.cpus_per_task)), include_dashboard=False,
+                ray.init(num_cpus=max(available_cores(), math.ceil(self.cpus_per_task)), include_dashboard=False,
                          log_to_driver=False, logging_level=logging.WARNING)
         return ray
 

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import nbformat
 
 from phasezoo.errors import PhaseZooError
-from phasezoo.executors import run_program
+from phasezoo.executors import available_cores, child_threads, run_program
 from phasezoo.publish.notebooks import NOTEBOOK_DIR, run_notebook
 
 BOOK_DIR = Path("book")
@@ -117,8 +117,10 @@ def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_d
         log(f"{source.name} -> {out} ({time.perf_counter() - start:.0f} s)")
         return out
 
-    # each notebook runs in its own kernel process; the threads only wait on them
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    # each notebook runs in its own kernel process, with its share of the cores; the threads
+    # only wait on them
+    with child_threads(max(1, available_cores() // max(1, workers))), \
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(run, jobs))
 
 

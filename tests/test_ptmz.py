@@ -399,3 +399,25 @@ def test_a_stored_spec_names_its_book_pages_by_its_folder():
     from phasezoo.publish.book import zoo_slug
 
     assert zoo_slug("data/zoos/their-r18/spec.json") == "their-r18"
+
+
+@pytest.mark.parametrize("arch", ["vit", "gpt", "pinn"])
+def test_zoos_their_code_has_no_class_for_export_with_our_names(arch, tmp_path):
+    """ViT, GPT and PINN zoos: the same layout, our class names and our state-dict keys."""
+    from tests.test_domains import TINY_DOMAIN_SPECS
+
+    z = Zoo.of(write_spec(tmp_path, TINY_DOMAIN_SPECS[arch], f"tiny-{arch}.yaml"), "smoke", tmp_path / "zoos")
+    train_zoo(z, device="cpu", progress=False)
+    dest = tmp_path / "ptmz"
+    assert export_ptmz(z, to=dest) == len(z.members)
+    for m in z.members:
+        d = dest / m.member
+        params = json.loads((d / "params.json").read_text())
+        assert params["model::type"] == arch and params["model::width"] == m.width
+        assert all(params[f"model::{k}"] == v for k, v in m.model.items())
+        lines = [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+        assert [r["training_iteration"] for r in lines] == list(range(m.epochs + 1))
+        assert all(r["config"]["model::type"] == arch for r in lines)
+        state = torch.load(d / f"checkpoint_{m.epochs:06d}" / "checkpoints", weights_only=True)
+        _, ours = MemberStore(z.member_dir(m)).load_checkpoint(m.epochs)
+        assert state.keys() == ours.keys() and all(torch.equal(state[k], ours[k]) for k in ours)

@@ -32,6 +32,15 @@ What their code expects of it (ModelZoos/PhaseTransitionModelZoo), and where:
   ``params.json`` and group the models on ``training::batchsize`` and ``model::width``, varying
   ``seed``.
 
+Per-epoch results keep their names, which are theirs too: ``train_loss``, ``train_acc``,
+``test_loss``, ``test_acc`` (mean cross-entropy in nats, their ``NLLLoss`` of ``log_softmax``;
+accuracy as a fraction, as their ``test_epoch`` returns). One difference in meaning: from epoch 1
+on, their ``train_loss`` / ``train_acc`` are running means over the epoch's training batches
+(train mode, augmented inputs: ``NN_tune_trainable.step`` calls ``train_epoch``), ours an
+eval-mode pass over the train set after the epoch; our running mean is ``train_loss_batches``
+(exported too). An imported zoo keeps their values under their names, so its ``train_loss`` is
+their running mean.
+
 Their code has no classes for our ViT, GPT and PINN zoos; those export the same layout with our
 architecture names and state-dict keys. Their checkpoints are pickled state dicts, so the
 export writes that format (plain tensors only: ``torch.load(weights_only=True)`` reads them);

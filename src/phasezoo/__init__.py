@@ -7,7 +7,7 @@ Public API (everything the ``phasezoo`` command does is a function here too):
 * :class:`Zoo` — one zoo spec at one profile under one root (``Zoo.of(name, profile, root)``);
 * :func:`train_zoo`, :func:`zoo_status`, :func:`zoo_table` — train and inspect a zoo;
 * :func:`load_member` — a stored member's model and config at an epoch;
-* :func:`export_ptmz` — the authors' ray.tune layout.
+* :func:`export_ptmz`, :func:`import_ptmz` — the authors' ray.tune layout, out and in.
 
 Heavy modules (torch, pandas) load on first use, so ``import phasezoo`` is cheap.
 """
@@ -26,7 +26,8 @@ _LAZY = {
     "zoo_table": "phasezoo.analysis.table",
     "load_member": "phasezoo.store",
     "train_member": "phasezoo.train",
-    "export_ptmz": "phasezoo.publish.export",
+    "export_ptmz": "phasezoo.publish.ptmz",
+    "import_ptmz": "phasezoo.publish.ptmz",
     "PhaseZooError": "phasezoo.errors",
 }
 

@@ -1,7 +1,7 @@
 """The ``phasezoo`` command: plan, train, inspect and export zoos.
 
 Every subcommand is a thin wrapper around a function of the package (``phasezoo.zoo``,
-``phasezoo.spec``, ``phasezoo.publish.export``). Errors a user can fix are printed as one line
+``phasezoo.spec``, ``phasezoo.publish.ptmz``). Errors a user can fix are printed as one line
 (``phasezoo: error: ...``) with exit code 2 and no traceback.
 """
 
@@ -143,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, type=_folder_arg, help="destination folder (must not exist, or be empty)")
     p.add_argument("--format", default="ptmz", choices=["ptmz"],
                    help="ptmz: the authors' ray.tune layout (params.json, result.json, checkpoint_*)")
+
+    p = sub.add_parser("import", help="read a zoo in another on-disk layout into the store (profile imported)")
+    p.add_argument("src", type=Path, help="the zoo folder (one subfolder per model)")
+    p.add_argument("--format", default="ptmz", choices=["ptmz"],
+                   help="ptmz: the authors' ray.tune layout (params.json, result.json, checkpoint_*)")
+    p.add_argument("--name", required=True, help="the zoo's name here (then: NAME --profile imported --root ROOT)")
+    p.add_argument("--dataset", required=True, help="the dataset its models were trained on (e.g. cifar10)")
+    p.add_argument("--root", default="data/zoos", type=_folder_arg,
+                   help="folder that holds the zoos (default: data/zoos)")
     return parser
 
 
@@ -182,11 +191,12 @@ def _check_profile(spec, profile: str) -> None:
     spec.profile(profile)  # raises a one-line SpecError naming the valid profiles
 
 
-def _load_specs(zoos: list[str], profile: str) -> list:
-    """The specs of several zoos, each checked to have ``profile`` (commands over many zoos)."""
+def _load_specs(zoos: list[str], profile: str, root: Path) -> list:
+    """The specs of several zoos (names, YAML paths, or zoos imported under ``root``), each
+    checked to have ``profile`` (commands over many zoos)."""
     from phasezoo.spec import load_spec  # lazy: the CLI starts without importing torch
 
-    specs = [load_spec(z) for z in zoos]
+    specs = [load_spec(z, root) for z in zoos]
     for spec in specs:
         _check_profile(spec, profile)
     return specs
@@ -229,11 +239,16 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "book":
         from phasezoo.publish.book import build_html, execute_pages  # lazy: the CLI starts without importing torch
 
-        _load_specs(args.zoos, args.profile)
+        from phasezoo.spec import stored_spec_path  # lazy: the CLI starts without importing torch
+
+        _load_specs(args.zoos, args.profile, args.root)
         if args.workers < 1:
             raise PhaseZooError(f"--workers must be at least 1, got {args.workers}")
+        # the notebooks load a zoo by name or path: an imported zoo by its stored spec's path
+        zoos = [z if z in list_zoos() or Path(z).suffix in (".yaml", ".yml", ".json")
+                else str(stored_spec_path(args.root, z)) for z in args.zoos]
         start = time.perf_counter()
-        execute_pages(args.zoos, args.profile, args.root, book_dir=args.book, workers=args.workers)
+        execute_pages(zoos, args.profile, args.root, book_dir=args.book, workers=args.workers)
         print(f"stage notebooks: {time.perf_counter() - start:.0f} s")
         if not args.no_build:
             start = time.perf_counter()
@@ -244,14 +259,23 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "summary":
         from phasezoo.analysis.report import summary_table  # lazy: the CLI starts without importing torch
 
-        specs = _load_specs(args.zoos, args.profile)
+        specs = _load_specs(args.zoos, args.profile, args.root)
         table = summary_table(specs, args.profile, args.root)
         if not _write_csv(table, args.csv):
             print(table.to_string(index=False))
         return 0
 
+    if args.command == "import":
+        from phasezoo.publish.ptmz import IMPORTED_PROFILE, import_ptmz  # lazy: the CLI starts without importing torch
+
+        t0 = time.perf_counter()
+        z = import_ptmz(args.src, args.name, args.dataset, args.root)
+        print(f"imported {len(z.members)} members of {args.src} as {z.name} --profile {IMPORTED_PROFILE} "
+              f"--root {args.root} in {time.perf_counter() - t0:.1f} s")
+        return 0
+
     executor_options = _executor_options(args) if hasattr(args, "executor") else {}
-    spec = load_spec(args.zoo)
+    spec = load_spec(args.zoo, getattr(args, "root", None))
     _check_profile(spec, args.profile)
 
     if args.command == "plan":
@@ -375,7 +399,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "export":
-        from phasezoo.publish.export import export_ptmz  # lazy: the CLI starts without importing torch
+        from phasezoo.publish.ptmz import export_ptmz  # lazy: the CLI starts without importing torch
 
         n = export_ptmz(z, to=args.to)
         print(f"exported {n} members to {args.to} (format {args.format})")

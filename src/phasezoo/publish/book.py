@@ -62,7 +62,10 @@ PAGES: tuple[Page, ...] = (
 
 
 def zoo_slug(zoo: str) -> str:
-    """The page name of a zoo: its name, or the file stem of a spec path."""
+    """The page name of a zoo: its name, the file stem of a YAML spec path, or the folder of a
+    stored spec (an imported zoo's ``ROOT/<zoo>/spec.json``)."""
+    if zoo.endswith(".json"):
+        return Path(zoo).parent.name
     return Path(zoo).stem if zoo.endswith((".yaml", ".yml")) else zoo
 
 

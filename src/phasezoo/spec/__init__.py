@@ -37,7 +37,8 @@ batch size is at least 2, since BatchNorm cannot normalise a single sample)::
       init: kaiming_uniform
       augmentation: {random_crop: {padding: 4}, hflip: true, rotation: 20}
       checkpoints: {every: 5}       # or {at: [0, 1, 2, 5, ...]}; 0, the last epoch and Wise-FT's
-                                    # early epoch (WISE_FT_EARLY_FRACTION of training) always
+                                    # early epoch (WISE_FT_EARLY_FRACTION of training) always;
+                                    # {only: [...]}: exactly these (a zoo imported from elsewhere)
     metrics:                        # loss-landscape metric settings (defaults: METRIC_DEFAULTS)
       hessian: {num_batches: 10, batch_size: 64, seed: 0,
                 eig_method: lanczos, max_iter: 100, tol: 1.0e-3,      # eigenvalue: lanczos | power
@@ -57,7 +58,7 @@ batch size is at least 2, since BatchNorm cannot normalise a single sample)::
                                                       # overrides merge key by key
 """
 
-from .load import list_zoos, load_spec, zoo_dir
+from .load import STORED_SPEC, list_zoos, load_spec, spec_from_mapping, stored_spec_path, zoo_dir
 from .schema import (AXIS_DIRECTIONS, DOWNSTREAM_DEFAULTS, GRID_LABELS, INITS, LBFGS_DEFAULTS,
                      METRIC_DEFAULTS, MIN_BATCH_SIZE, OPTIMIZERS, PROFILES, REAL_GRID_KEYS, SCHEDULERS,
                      TASKS, WISE_FT_EARLY_FRACTION, ZOO_NAME, MemberSpec, ProfileSpec, TrainingSpec,
@@ -66,5 +67,5 @@ from .schema import (AXIS_DIRECTIONS, DOWNSTREAM_DEFAULTS, GRID_LABELS, INITS, L
 __all__ = ["AXIS_DIRECTIONS", "DOWNSTREAM_DEFAULTS", "GRID_LABELS", "INITS", "LBFGS_DEFAULTS",
            "METRIC_DEFAULTS", "MIN_BATCH_SIZE", "OPTIMIZERS", "PROFILES", "REAL_GRID_KEYS", "SCHEDULERS",
            "TASKS", "WISE_FT_EARLY_FRACTION", "ZOO_NAME", "MemberSpec", "ProfileSpec", "TrainingSpec",
-           "ZooSpec", "by_cell", "cell_of", "list_zoos", "load_spec", "member_name", "plan_json", "wise_ft_early_epoch",
-           "zoo_dir"]
+           "STORED_SPEC", "ZooSpec", "by_cell", "cell_of", "list_zoos", "load_spec", "member_name", "plan_json",
+           "spec_from_mapping", "stored_spec_path", "wise_ft_early_epoch", "zoo_dir"]

@@ -18,6 +18,7 @@ from phasezoo.downstream.finetune import TARGET_TASKS
 from phasezoo.errors import SpecError
 from phasezoo.landscape.phases import PhaseThresholds
 from phasezoo.models import ARCH_DATA_KIND, ARCHS
+from phasezoo.store import read_json
 from phasezoo.tasks import TASK_DATA_KIND
 
 from .schema import (AXIS_DIRECTIONS, DOWNSTREAM_DEFAULTS, GRID_LABELS, INITS, LBFGS_DEFAULTS, METRIC_DEFAULTS,
@@ -35,18 +36,56 @@ def list_zoos() -> list[str]:
     return sorted(p.stem for p in zoo_dir().glob("*.yaml") if not p.name.startswith("_"))
 
 
-def load_spec(zoo: str | Path) -> ZooSpec:
-    """Load and validate a zoo by packaged name (``cifar10-resnet18``) or by path to a YAML file."""
+#: the file an imported zoo's spec is stored in, ``ROOT/<zoo>/spec.json`` (sealed with its sha256
+#: like every stored file, :func:`phasezoo.store.atomic_write_json`)
+STORED_SPEC = "spec.json"
+
+
+def stored_spec_path(root: str | Path, zoo: str) -> Path:
+    """Where the spec of a zoo kept with its files (an imported zoo) lies under ``root``."""
+    return Path(root) / str(zoo) / STORED_SPEC
+
+
+def load_spec(zoo: str | Path, root: str | Path | None = None) -> ZooSpec:
+    """Load and validate a zoo by packaged name (``cifar10-resnet18``), by path to a YAML file,
+    or by path to a stored spec (``ROOT/<zoo>/spec.json``, written by ``phasezoo import``).
+
+    A name that is no packaged zoo is looked up under ``root`` (when given): a zoo whose spec is
+    stored with its files there (:func:`stored_spec_path`). A stored spec is verified against
+    its hash before it is used.
+    """
     path = Path(zoo)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise SpecError(f"zoo spec file not found: {path}")
+    elif path.suffix == ".json":
+        return _load_stored(path)
     else:
         path = zoo_dir() / f"{zoo}.yaml"
         if not path.is_file() or path.name.startswith("_"):
-            raise SpecError(f"unknown zoo {str(zoo)!r}; known zoos: {', '.join(list_zoos())}")
+            if root is not None and ZOO_NAME.fullmatch(str(zoo)) and stored_spec_path(root, str(zoo)).is_file():
+                return _load_stored(stored_spec_path(root, str(zoo)))
+            under = f" (nor a zoo imported under {root})" if root is not None else ""
+            raise SpecError(f"unknown zoo {str(zoo)!r}{under}; known zoos: {', '.join(list_zoos())}")
     raw = _read_with_bases(path, seen=())
     return _validate(raw, path)
+
+
+def _load_stored(path: Path) -> ZooSpec:
+    """A spec stored as sealed JSON (an imported zoo's): hash checked, then validated like a
+    YAML file (its ``source`` is the JSON file)."""
+    if not path.is_file():
+        raise SpecError(f"zoo spec file not found: {path}")
+    return spec_from_mapping(read_json(path), path)
+
+
+def spec_from_mapping(raw: Mapping[str, Any], source: str | Path) -> ZooSpec:
+    """Validate a spec given as a mapping (what a YAML file holds, ``extends`` excluded);
+    ``source`` names it in error messages and becomes :attr:`ZooSpec.source`."""
+    raw = copy.deepcopy(dict(raw))
+    if "extends" in raw:
+        raise SpecError(f"{Path(source).name}: a stored spec cannot extend another")
+    return _validate(raw, Path(source))
 
 
 def _read_yaml(path: Path) -> dict:
@@ -303,19 +342,28 @@ def _phases(p: Mapping, where: str):
 
 
 def _checkpoint_epochs(c: Any, epochs: int, where: str) -> tuple[int, ...]:
-    """Epochs whose weights are kept; epoch 0 (initialisation), the last and Wise-FT's early epoch
-    (:func:`wise_ft_early_epoch`) are always kept."""
-    if not isinstance(c, Mapping) or len(c) != 1 or not set(c) <= {"every", "at"}:
-        raise SpecError(f"{where}: training.checkpoints must be {{every: N}} or {{at: [epochs]}}")
+    """Epochs whose weights are kept; with ``every`` or ``at``, epoch 0 (initialisation), the last
+    and Wise-FT's early epoch (:func:`wise_ft_early_epoch`) are always kept. ``only`` lists
+    exactly the epochs a zoo trained elsewhere has (an imported zoo: what was kept is what there
+    is; Wise-FT skips a member without its early epoch)."""
+    if not isinstance(c, Mapping) or len(c) != 1 or not set(c) <= {"every", "at", "only"}:
+        raise SpecError(f"{where}: training.checkpoints must be {{every: N}}, {{at: [epochs]}} "
+                        "or {only: [epochs]}")
     if "every" in c:
         every = c["every"]
         if not isinstance(every, int) or every < 1:
             raise SpecError(f"{where}: training.checkpoints.every must be a positive integer")
         chosen = set(range(0, epochs + 1, every))
     else:
-        at = c["at"]
-        if not isinstance(at, list) or not all(isinstance(e, int) and 0 <= e <= epochs for e in at):
-            raise SpecError(f"{where}: training.checkpoints.at must list epochs in [0, {epochs}]")
+        key = "at" if "at" in c else "only"
+        at = c[key]
+        if not isinstance(at, list) or not all(
+                isinstance(e, int) and not isinstance(e, bool) and 0 <= e <= epochs for e in at):
+            raise SpecError(f"{where}: training.checkpoints.{key} must list epochs in [0, {epochs}]")
+        if key == "only":
+            if not at:
+                raise SpecError(f"{where}: training.checkpoints.only must list at least one epoch")
+            return tuple(sorted(set(at)))
         chosen = set(at)
     early = wise_ft_early_epoch(epochs)
     return tuple(sorted(chosen | {0, epochs} | ({early} if early is not None else set())))

@@ -202,6 +202,8 @@ def test_round_trip_export_import_gives_the_same_table(trained, tmp_path, capsys
     assert code == 0, err
     assert "imported 4 members" in out
     back = Zoo.of(root / "tiny-back" / "spec.json", IMPORTED_PROFILE, root)
+    by_name = Zoo.of("tiny-back", IMPORTED_PROFILE, root)  # the Python API resolves the name too
+    assert by_name.spec == back.spec and by_name.store.dir == back.store.dir
     ours, theirs = zoo_table(trained), zoo_table(back)
     pd.testing.assert_frame_equal(ours, theirs)
     for m in trained.members:

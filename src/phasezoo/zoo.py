@@ -44,14 +44,15 @@ class Zoo:
            root: str | Path = DEFAULT_ROOT) -> "Zoo":
         """``zoo`` itself if it is a :class:`Zoo` (then ``profile``, if given, must be its
         profile); else the spec of ``zoo`` (a name, a YAML path or a :class:`ZooSpec`) at
-        ``profile`` under ``root``. An unknown zoo or profile is a one-line error."""
+        ``profile`` under ``root`` (a name that is no packaged zoo is looked up among the zoos
+        imported under ``root``). An unknown zoo or profile is a one-line error."""
         if isinstance(zoo, Zoo):
             if profile is not None and profile != zoo.profile:
                 raise PhaseZooError(f"{zoo.name}/{zoo.profile} was given with profile {profile!r}")
             return zoo
         if profile is None:
             raise PhaseZooError("a profile is needed (paper, mini or smoke)")
-        spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo)
+        spec = zoo if isinstance(zoo, ZooSpec) else load_spec(zoo, root=root)
         spec.profile(profile)  # an unknown profile fails here, naming the ones there are
         return cls(spec, profile, Path(root))
 

@@ -119,6 +119,46 @@ def test_zoo_dataset_yields_weights_and_properties(trained):
     assert torch.equal(per_layer["linear.bias"], torch.zeros(10))  # epoch 0: initial weights
     with pytest.raises(Exception, match="no members"):
         ZooDataset(spec, "smoke", root, phases=["nonexistent"])
+    # layers in the model's own order, with a layout that unflattens the vector
+    model, _ = load_member(root / "tiny-digits" / "smoke" / item["member"])
+    names = [n for n in model.state_dict() if not n.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert [e[0] for e in item["layout"]] == names
+    assert names[0] == "conv1.weight" and names[-1] == "linear.bias"  # stem first, head last
+    for name, shape, offset, kind in item["layout"]:
+        n = int(torch.tensor(shape).prod()) if shape else 1
+        assert torch.equal(item["weights"][offset: offset + n].view(shape), model.state_dict()[name]), name
+        assert kind == "parameter"
+    assert len(ZooDataset(spec, "smoke", root, cells=[item["member"].rsplit("_", 1)[0]])) == 2
+    assert {"ensemble_acc", "prune_acc_0.9", "hessian_trace"} <= set(item["properties"])
+
+
+def test_zoo_dataset_batches_mixed_widths_and_early_epochs(tmp_path):
+    import math
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from phasezoo.wsl import ZooDataset, collate_zoo
+
+    spec = write_spec(tmp_path, TINY_SPEC.replace("width: [1]", "width: [1, 2]").replace(
+        "batch_size: [256, 512]", "batch_size: [512]").replace("epochs: 3", "epochs: 1"))
+    root = tmp_path / "zoos"
+    zoo_ops.train_zoo(spec, "smoke", root, device="cpu", progress=False)
+    ds = ZooDataset(spec, "smoke", root, epoch=0)  # no metrics, no phases at epoch 0
+    item = ds[0]
+    assert item["properties"]["phase"] == "none" and math.isnan(item["properties"]["hessian_trace"])
+    batch = next(iter(DataLoader(ds, batch_size=2, collate_fn=collate_zoo)))
+    lengths = [len(ds[i]["weights"]) for i in range(2)]
+    assert lengths[0] != lengths[1] and batch["weights"].shape == (2, max(lengths))
+    assert batch["lengths"].tolist() == lengths and batch["mask"].sum(1).tolist() == lengths
+    short = lengths.index(min(lengths))
+    assert torch.equal(batch["weights"][short, : lengths[short]], ds[short]["weights"])
+    assert not batch["weights"][short, lengths[short]:].any()
+    assert batch["properties"]["width"].tolist() == [1.0, 2.0] and batch["properties"]["phase"] == ["none", "none"]
+    assert len(ZooDataset(spec, "smoke", root, epoch=0, widths=[2])) == 1
+    per_layer = next(iter(DataLoader(ZooDataset(spec, "smoke", root, epoch=0, flat=False), batch_size=2,
+                                     collate_fn=collate_zoo)))
+    assert isinstance(per_layer["weights"], list) and len(per_layer["weights"]) == 2
 
 
 def test_probe_command_on_a_zoo_too_small_to_split(trained, capsys):
@@ -145,3 +185,13 @@ def test_downstream_runs_resumably_and_fills_the_table(trained):
         assert df[col].notna().all(), col
     assert ((df["finetune_full_acc"] >= 0) & (df["finetune_full_acc"] <= 1)).all()
     assert df["ensemble_acc"].nunique() == 1  # a cell value
+
+
+def test_forward_order_names_every_parameter_of_a_vit():
+    from phasezoo.spec import load_spec
+    from phasezoo.wsl.dataset import forward_order
+
+    config = load_spec("digits-vit").members("smoke")[0].to_dict()
+    kinds = forward_order(config)
+    assert list(kinds)[:3] == ["cls", "pos", "patch.weight"]  # the class token is trained: a parameter
+    assert set(kinds.values()) == {"parameter"} and list(kinds)[-1] == "linear.bias"

@@ -20,9 +20,9 @@ Example::
 
 from __future__ import annotations
 
-from phasezoo.wsl.dataset import ZooDataset
+from phasezoo.wsl.dataset import ZooDataset, collate_zoo
 from phasezoo.wsl.features import weight_statistics, zoo_features
 from phasezoo.wsl.probe import cell_of, fit_probe, probe_phase, probe_properties
 
-__all__ = ["ZooDataset", "cell_of", "fit_probe", "probe_phase", "probe_properties", "weight_statistics",
+__all__ = ["ZooDataset", "cell_of", "collate_zoo", "fit_probe", "probe_phase", "probe_properties", "weight_statistics",
            "zoo_features"]

@@ -21,29 +21,17 @@ from phasezoo.store import MemberStore
 from phasezoo.tasks import ClassificationTask
 from phasezoo.train import train_member, train_members
 
-from tests.conftest import write_spec
+from tests.conftest import TINY_SPEC, write_spec
 
 #: the largest difference allowed between packed and separate float64 training
 EXACT = 1e-9
 
-RESNET_SPEC = """\
-name: pack-resnet
-description: three seeds of one cell, for the packing tests
-arch: resnet18
-dataset: digits
-training:
-  optimizer: sgd
-  lr: 0.1
-  momentum: 0.9
-  weight_decay: 5.0e-4
-  scheduler: {name: onecycle_cosine}
-  epochs: 3
-  augmentation: {random_crop: {padding: 1}}
-  checkpoints: {every: 1}
-profiles:
-  smoke:
-    grid: {width: [2], batch_size: [128], seed: [0, 1, 2]}
-"""
+#: three seeds of one cell of the tests' tiny digits zoo, a checkpoint every epoch
+RESNET_SPEC = (TINY_SPEC.replace("name: tiny-digits", "name: pack-resnet")
+               .replace("checkpoints: {every: 2}", "checkpoints: {every: 1}")
+               .replace("grid: {width: [1], batch_size: [256, 512], seed: [0]}",
+                        "grid: {width: [2], batch_size: [128], seed: [0, 1, 2]}"))
+assert "pack-resnet" in RESNET_SPEC and "seed: [0, 1, 2]" in RESNET_SPEC and "every: 1" in RESNET_SPEC
 
 VIT_SPEC = """\
 name: pack-vit

@@ -403,9 +403,8 @@ class _Pack:
                 model.load_state_dict(self.module.seed_state(k))
 
     def model_state(self, k: int) -> dict[str, torch.Tensor]:
-        if self.strategy is not None:
-            return self.module.seed_state(k)
-        # channels_last weights are stored in the standard (contiguous) layout
+        """Seed ``k``'s weights, from its own model (refreshed by :meth:`sync` after every epoch),
+        in the standard contiguous layout (a channels-last member alone is stored as any other)."""
         return {n: t.contiguous() for n, t in self.models[k].state_dict().items()}
 
     def optimizer_state(self, k: int) -> dict:
@@ -466,10 +465,8 @@ def _train_group(runs: list[_Run], strategy: str | None, *, device, data_dir, pr
         env = {**env, "packing": strategy, "packed": len(runs)}
     if options.as_dict():
         env = {**env, "device_options": options.as_dict()}
-    for r in runs:
+    for r in runs:  # (a member restarting from scratch was opened with no resume state, at epoch 0)
         r.info = _environment_info(r, env)
-        if r.restart_reason is not None:
-            r.resume, r.rows, r.start = None, [], 0
     member = runs[0].member
     task = task_for(member.to_dict())
     data = _cast(load_dataset(member.dataset, data_dir).to(device), dtype)

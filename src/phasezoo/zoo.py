@@ -118,7 +118,7 @@ def _train_task(member_dicts: list[dict], member_dirs: list[str], device: str, d
                          options=DeviceOptions(**options))
 
 
-def _train_jobs(members: list[MemberSpec], z: "Zoo", device, pack: bool | None) -> list[list[MemberSpec]]:
+def _train_jobs(members: list[MemberSpec], device, pack: bool | None) -> list[list[MemberSpec]]:
     """The members of each training job: the seeds of a cell together where they pack
     (:func:`phasezoo.train.packing_strategy`), every other member alone."""
     jobs: list[list[MemberSpec]] = []
@@ -180,7 +180,7 @@ def train_zoo(
                     ",".join(m.member for m in job),
                     ([m.to_dict() for m in job], [str(z.member_dir(m)) for m in job], str(dev), data_dir,
                      bool(bars and workers == 1), pack, dataclasses.asdict(options)), items=len(job))
-                for job in _train_jobs(todo, z, dev, pack)]
+                for job in _train_jobs(todo, dev, pack)]
 
     def prepare(jobs: list[Job]) -> None:
         load_dataset(spec.dataset, data_dir)  # missing files fail here, before anything is written

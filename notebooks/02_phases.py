@@ -24,3 +24,34 @@ plt.show()
 
 # %%
 print(phase_report(spec, profile, root))
+
+# %% [markdown]
+# ## The phase map over training
+#
+# Where the profile measures its metrics at several epochs (`metrics: {epochs: [...]}` in the
+# zoo's YAML, or `phasezoo metrics ZOO --epochs 10,20,last`), the map is drawn at each of them.
+# Top row: every epoch classified with the final epoch's thresholds, so that a cell changes
+# colour only because its own measurements changed. Bottom row: each epoch's own calibration
+# (its thresholds split that epoch's grid; an early grid with no fitted model still has
+# "fitted" cells under it). The table counts the cells per phase both ways; `moved` is the
+# number of cells whose label (final thresholds) differs from the final map's.
+
+# %%
+from IPython.display import Markdown, display
+
+from phasezoo.analysis.history import phase_history, phase_history_summary
+from phasezoo.analysis.plots import phase_history_plot
+from phasezoo.landscape.runner import measured_epochs
+
+epochs = measured_epochs(spec, profile, root)
+if len(epochs) > 1:
+    history = phase_history(spec, profile, root)
+    fig = phase_history_plot(history, title=f"{spec.name}/{profile}: the phase map over training")
+    plt.show()
+    display(phase_history_summary(history).set_index("epoch"))
+else:
+    ckpts = [e for e in spec.profile(profile).training.checkpoint_epochs if 0 < e < max(epochs, default=0)]
+    hint = f"{ckpts[len(ckpts) // 2]},last" if ckpts else "last"
+    display(Markdown(f"The metrics of {spec.name}/{profile} were measured at epoch "
+                     f"{', '.join(map(str, epochs)) or '(none)'} only; "
+                     f"`phasezoo metrics {spec.name} -p {profile} --epochs {hint}` adds epochs."))

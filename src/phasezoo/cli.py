@@ -93,12 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help="one row per member: config and results at an epoch")
     _add_zoo_args(p)
-    p.add_argument("--epoch", default="last", help="'last' (default) or an epoch number")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--epoch", default="last", help="'last' (default) or an epoch number")
+    which.add_argument("--epochs", default=None, metavar="E1,E2,...",
+                       help="several epochs ('5,10,last'), one block of rows per epoch")
     p.add_argument("--csv", default=None, help="write CSV to this file ('-' for stdout)")
 
     p = sub.add_parser("metrics", help="compute loss-landscape metrics (Hessian, CKA, mode connectivity)")
     _add_zoo_args(p)
-    p.add_argument("--epoch", default="last", help="'last' (default) or a checkpoint epoch")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--epochs", default=None, metavar="E1,E2,...",
+                       help="checkpoint epochs to measure, e.g. '5,10,last' (default: the profile's "
+                            "metrics.epochs, usually 'last'); each epoch is stored and resumed on its own")
+    which.add_argument("--epoch", default=None, help="one checkpoint epoch or 'last' (same as --epochs E)")
     _add_run_args(p)
 
     p = sub.add_parser("phases", help="the phase map of a zoo and its sensitivity to the thresholds")
@@ -153,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="data/zoos", type=_folder_arg,
                    help="folder that holds the zoos (default: data/zoos)")
     return parser
+
+
+def _epochs_arg(value: str) -> list[int | str]:
+    """``--epochs 5,10,last``: a comma-separated list of epochs and/or 'last', no repeats."""
+    parts = [v.strip() for v in value.split(",")]
+    if not value.strip() or any(not v for v in parts):
+        raise PhaseZooError(f"--epochs must list epochs separated by commas (e.g. 5,10,last), got {value!r}")
+    epochs = [_epoch_arg(v) for v in parts]
+    if len(set(epochs)) != len(epochs):
+        raise PhaseZooError(f"--epochs lists an epoch twice: {value!r}")
+    return epochs
 
 
 def _epoch_arg(value: str) -> int | str:
@@ -323,7 +341,13 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "table":
         from phasezoo.analysis.table import zoo_table  # lazy: the CLI starts without importing torch
 
-        df = zoo_table(z, epoch=_epoch_arg(args.epoch))
+        if args.epochs is not None:
+            import pandas as pd  # lazy: the CLI starts without importing pandas
+
+            df = pd.concat([zoo_table(z, epoch=e).assign(table_epoch=z.final_epoch if e == "last" else e)
+                            for e in _epochs_arg(args.epochs)], ignore_index=True)
+        else:
+            df = zoo_table(z, epoch=_epoch_arg(args.epoch))
         if not _write_csv(df, args.csv):
             import pandas as pd  # lazy: the CLI starts without importing pandas
 
@@ -335,12 +359,22 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "metrics":
         from phasezoo.landscape.runner import compute_metrics  # lazy: the CLI starts without importing torch
 
-        info = compute_metrics(z, epoch=_epoch_arg(args.epoch),
+        if args.epochs is not None:
+            epochs = _epochs_arg(args.epochs)
+        elif args.epoch is not None:
+            epochs = [_epoch_arg(args.epoch)]
+        else:
+            epochs = list(z.settings.metric_epochs)
+        info = compute_metrics(z, epoch=epochs,
                                device=args.device, workers=args.workers, data_dir=args.data_dir,
                                **executor_options)
-        print(f"{spec.name}/{args.profile} epoch {info['epoch']}: computed {info['tasks']} metric tasks "
-              f"in {info['wall_s']:.1f} s (Hessian {info['hessian_task_s']:.1f} s, "
+        which = "epoch" if len(info["epochs"]) == 1 else "epochs"
+        print(f"{spec.name}/{args.profile} {which} {', '.join(map(str, info['epochs']))}: computed "
+              f"{info['tasks']} metric tasks in {info['wall_s']:.1f} s (Hessian {info['hessian_task_s']:.1f} s, "
               f"CKA + mode connectivity {info['pair_task_s']:.1f} s of worker time)")
+        if len(info["epochs"]) > 1:
+            for ep, counts in info["phases_by_epoch"].items():
+                print(f"  epoch {ep}: " + (" ".join(f"{k}={v}" for k, v in counts.items()) or "no phases"))
         return 0
 
     if args.command == "phases":

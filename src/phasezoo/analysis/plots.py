@@ -414,3 +414,41 @@ def wise_ft_plot(curves: pd.DataFrame, table: pd.DataFrame, *, title: str | None
     ax.legend(fontsize="x-small")
     ax.set_title(title or "Wise-FT along α (dotted: mean α chosen on train)")
     return fig
+
+
+#: the rows of :func:`phase_history_plot`: history column -> row title
+HISTORY_ROWS = {"phase_fixed": "thresholds of epoch {ref}", "phase": "own calibration"}
+
+
+def phase_history_plot(history: pd.DataFrame, rows: Sequence[str] = tuple(HISTORY_ROWS), *,
+                       title: str | None = None) -> "Figure":
+    """The phase map at each measured epoch (:func:`phasezoo.analysis.history.phase_history`):
+    one column per epoch, one row per labelling in ``rows`` (default: the reference epoch's
+    thresholds held fixed, then each epoch's own calibration), each panel a categorical phase
+    map as in :func:`phase_plot` with its boundaries. Panel axes are labelled
+    ``"panel:<row>@<epoch>"``."""
+    import matplotlib.pyplot as plt  # lazy: optional extra "book"
+
+    load, temp, ref = history.attrs["load"], history.attrs["temperature"], history.attrs["reference"]
+    epochs = sorted(history["epoch"].unique())
+    n_grid = max(len(_axis_values(history, load)), len(_axis_values(history, temp)))
+    fontsize = 11.0 if n_grid <= ANNOTATE_MAX else 7.0
+    fig, axes = plt.subplots(len(rows), len(epochs), figsize=(3.6 * len(epochs), 3.3 * len(rows)),
+                             squeeze=False, layout="constrained")
+    for r, column in enumerate(rows):
+        conf_col = f"{column}_confidence"
+        for c, epoch in enumerate(epochs):
+            ax = axes[r, c]
+            cells = history[history["epoch"] == epoch]
+            labels = phase_grid(cells, load, temp, column)
+            conf = metric_grid(cells, load, temp, conf_col) if conf_col in cells else None
+            _phase_panel(ax, labels, fontsize, conf)
+            _set_ticks(ax, labels, load, temp)
+            _draw_boundaries(ax, phase_boundaries(labels))
+            ax.set_xlim(-0.5, labels.shape[1] - 0.5)
+            ax.set_ylim(-0.5, labels.shape[0] - 0.5)
+            ax.set_label(f"{PANEL_PREFIX}{column}@{epoch}")
+            ax.set_title(f"epoch {epoch}: " + HISTORY_ROWS.get(column, column).format(ref=ref), fontsize=10)
+    if title:
+        fig.suptitle(title)
+    return fig

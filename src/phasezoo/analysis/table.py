@@ -40,10 +40,11 @@ def zoo_table(
 
 
 def full_phase_map(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None,
-                   root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last"):
+                   root: str | Path = DEFAULT_ROOT, *, epoch: int | str = "last", thresholds=None):
     """The zoo's :class:`~phasezoo.landscape.phases.PhaseMap`
     (:func:`phasezoo.landscape.runner.zoo_phase_map`) with every numeric column of
     :func:`zoo_table` averaged into its cells, the downstream results included: what the plots,
-    reports and claims of a zoo read."""
+    reports and claims of a zoo read. ``thresholds``: fixed thresholds instead of the
+    calibrated ones (:func:`phasezoo.analysis.history.phase_history`)."""
     z = Zoo.of(zoo, profile, root)
-    return zoo_phase_map(z, epoch=epoch, members=zoo_table(z, epoch=epoch, phases=False))
+    return zoo_phase_map(z, epoch=epoch, members=zoo_table(z, epoch=epoch, phases=False), thresholds=thresholds)

@@ -26,7 +26,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
@@ -167,7 +167,7 @@ def compute_metrics(
     profile: str | None = None,
     root: str | Path = DEFAULT_ROOT,
     *,
-    epoch: int | str = "last",
+    epoch: int | str | Sequence[int | str] = "last",
     device: str = "auto",
     workers: int = 1,
     data_dir: str | Path | None = None,
@@ -177,36 +177,50 @@ def compute_metrics(
     cpus_per_task: float = 1.0,
     gpus_per_task: float = 0.0,
 ) -> dict[str, Any]:
-    """Compute the missing metrics of a trained zoo; returns counts and wall time per stage.
+    """Compute the missing metrics of a trained zoo at one or several checkpoint epochs
+    (``epoch``: ``"last"``, an epoch, or a list of them, e.g. ``[5, 10, "last"]``); returns
+    counts and wall time per stage, and the phase counts per epoch.
 
     Only members that are ``done`` take part. A cell needs at least two done seeds for its
-    pair metrics. Already stored values computed with the same settings are kept. ``executor``
-    and the Ray options pick where the tasks run (:func:`phasezoo.executors.make_executor`).
+    pair metrics. Already stored values computed with the same settings are kept, per epoch, so
+    an interrupted run resumes where it stopped and adding an epoch measures only that epoch.
+    The tasks of all epochs share one pool. Each epoch's phase map is calibrated on that
+    epoch's grid and stored in ``phases.json`` under the epoch. ``executor`` and the Ray options
+    pick where the tasks run (:func:`phasezoo.executors.make_executor`).
     """
     check_executor(executor, workers, ray_address, cpus_per_task, gpus_per_task)
     z = Zoo.of(zoo, profile, root)
-    ep = resolve_epoch(z, epoch)
+    requested = list(epoch) if isinstance(epoch, (list, tuple)) else [epoch]
+    if not requested:
+        raise PhaseZooError("no epoch to measure")
+    eps = sorted({resolve_epoch(z, e) for e in requested})
     dev = str(task_device(device, executor, gpus_per_task))
     store = z.store
     done = store.finished(list(z.members))
     settings = {k: dict(v) for k, v in z.settings.metrics.items()}
     pair_settings = {"cka": settings["cka"], "mode_connectivity": settings["mode_connectivity"]}
-    key = str(ep)
+    # an epoch in a job's name and key only where several are measured (the one-epoch output
+    # stays as it was); keys are "<epoch>|<member dir>" and "<epoch>|<cell>/<seed a>-<seed b>"
+    at = (lambda ep: f" @{ep}") if len(eps) > 1 else (lambda ep: "")
 
     def plan() -> list[Job]:
         jobs = []
-        for m in done:
-            stored = _read_member_metrics(store.member(m.member)).get(key, {})
-            if stored.get("hessian_trace", {}).get("settings_key") != _settings_key(settings["hessian"]):
-                d = str(z.member_dir(m))
-                jobs.append(Job("hessian", f"hessian {m.member}", d, (d, ep, settings["hessian"], dev, data_dir)))
-        for cell, ms in by_cell(done).items():
-            stored = _read_cell(store, cell).get(key, {})
-            for a, b in itertools.combinations(sorted(ms, key=lambda m: m.seed), 2):
-                pair = f"{cell}/{a.seed}-{b.seed}"
-                if _measured_key(stored.get(f"{a.seed}-{b.seed}", {})) != _settings_key(pair_settings):
-                    jobs.append(Job("pair", f"pair {pair}", pair, (str(z.member_dir(a)), str(z.member_dir(b)),
-                                                                  ep, pair_settings, dev, data_dir)))
+        for ep in eps:
+            key = str(ep)
+            for m in done:
+                stored = _read_member_metrics(store.member(m.member)).get(key, {})
+                if stored.get("hessian_trace", {}).get("settings_key") != _settings_key(settings["hessian"]):
+                    d = str(z.member_dir(m))
+                    jobs.append(Job("hessian", f"hessian {m.member}{at(ep)}", f"{ep}|{d}",
+                                    (d, ep, settings["hessian"], dev, data_dir)))
+            for cell, ms in by_cell(done).items():
+                stored = _read_cell(store, cell).get(key, {})
+                for a, b in itertools.combinations(sorted(ms, key=lambda m: m.seed), 2):
+                    pair = f"{cell}/{a.seed}-{b.seed}"
+                    if _measured_key(stored.get(f"{a.seed}-{b.seed}", {})) != _settings_key(pair_settings):
+                        jobs.append(Job("pair", f"pair {pair}{at(ep)}", f"{ep}|{pair}",
+                                        (str(z.member_dir(a)), str(z.member_dir(b)), ep, pair_settings, dev,
+                                         data_dir)))
         return jobs
 
     t0 = time.perf_counter()
@@ -218,8 +232,9 @@ def compute_metrics(
                             executor=executor, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     for job, result in finished:
         ran += 1
+        key, where = job.key.split("|", 1)
         if job.kind == "hessian":
-            ms = MemberStore(Path(job.key))
+            ms = MemberStore(Path(where))
             data = _read_member_metrics(ms)
             for rec in result.values():
                 rec["settings_key"] = _settings_key(settings["hessian"])
@@ -227,15 +242,16 @@ def compute_metrics(
             atomic_write_json(ms.dir / "metrics.json", data)
             times["hessian"] += sum(r["time_s"] for r in result.values())
         else:
-            cell, pair = job.key.split("/")
+            cell, pair = where.split("/")
             data = _read_cell(store, cell)
             result["settings_key"] = _settings_key(pair_settings)
             data.setdefault(key, {})[pair] = result
             atomic_write_json(store.dir / "cells" / f"{cell}.json", data)
             times["pair"] += result["cka"]["time_s"] + result["mc"]["time_s"]
-    counts = write_phase_map(z, ep) if done else {}
-    return {"epoch": ep, "tasks": ran, "wall_s": time.perf_counter() - t0,
-            "hessian_task_s": times["hessian"], "pair_task_s": times["pair"], "phases": counts}
+    counts = {ep: write_phase_map(z, ep) if done else {} for ep in eps}
+    return {"epoch": eps[-1], "epochs": eps, "tasks": ran, "wall_s": time.perf_counter() - t0,
+            "hessian_task_s": times["hessian"], "pair_task_s": times["pair"], "phases": counts[eps[-1]],
+            "phases_by_epoch": counts}
 
 
 def write_phase_map(zoo: Zoo, epoch: int) -> dict[str, int]:
@@ -268,6 +284,17 @@ def _measured_key(record: dict) -> str | None:
     they were part of the key compare equal)."""
     key = record.get("settings_key")
     return None if key is None else _settings_key(json.loads(key))
+
+
+def measured_epochs(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None,
+                    root: str | Path = DEFAULT_ROOT) -> list[int]:
+    """The epochs at which some done member of the zoo has stored metrics (``phasezoo metrics
+    --epochs``), ascending."""
+    z = Zoo.of(zoo, profile, root)
+    found: set[int] = set()
+    for m in z.store.finished(list(z.members)):
+        found |= {int(k) for k in _read_member_metrics(z.store.member(m.member))}
+    return sorted(found)
 
 
 def _read_member_metrics(ms: MemberStore) -> dict:
@@ -342,12 +369,14 @@ def pair_table(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root
 
 def zoo_phase_map(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root: str | Path = DEFAULT_ROOT,
                   *, epoch: int | str = "last", members: pd.DataFrame | None = None,
-                  pairs: pd.DataFrame | None = None):
+                  pairs: pd.DataFrame | None = None, thresholds=None):
     """The :class:`~phasezoo.landscape.phases.PhaseMap` of a stored zoo: thresholds calibrated
     from its done members and seed pairs (the spec's ``phases`` fix any it names), labels and
     their bootstrap confidence. ``members`` (a member table with the metric columns) and
     ``pairs`` (:func:`pair_table`): pass them if already built; otherwise they are read (the
-    table without its phase columns, which would be this very map)."""
+    table without its phase columns, which would be this very map). ``thresholds`` (a
+    :class:`~phasezoo.landscape.phases.PhaseThresholds`, e.g. another epoch's map's): use these
+    instead of the spec's, calibrating only those it leaves ``None``."""
     z = Zoo.of(zoo, profile, root)
     if members is None:
         members = attach_metrics(member_table(z, epoch=epoch), z, epoch, phases=False)
@@ -357,7 +386,8 @@ def zoo_phase_map(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, r
     init = done["train_loss_init"].dropna() if "train_loss_init" in done else pd.Series(dtype=float)
     return phase_map(done.drop(columns=[c for c in ("phase", "phase_confidence") if c in done]),
                      pairs, z.load_axis, z.temperature_axis,
-                     z.settings.phases, init_loss=float(init.median()) if len(init) else math.nan)
+                     z.settings.phases if thresholds is None else thresholds,
+                     init_loss=float(init.median()) if len(init) else math.nan)
 
 
 def attach_metrics(df: pd.DataFrame, zoo: Zoo, epoch: int | str = "last", phases: bool = True) -> pd.DataFrame:

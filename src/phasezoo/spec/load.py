@@ -192,12 +192,14 @@ def _validate(raw: dict, path: Path) -> ZooSpec:
                 f"{pwhere}: batch size {too_big[0]} is larger than the {num_train} training "
                 f"samples of {dataset}"
             )
-        metrics = _metrics(_deep_merge(raw.get("metrics") or {}, praw.get("metrics") or {}), pwhere)
+        metrics_raw = _deep_merge(raw.get("metrics") or {}, praw.get("metrics") or {})
+        metric_epochs = _metric_epochs(metrics_raw.pop("epochs", ["last"]), t, pwhere)
+        metrics = _metrics(metrics_raw, pwhere)
         phases = _phases(_deep_merge(raw.get("phases") or {}, praw.get("phases") or {}), pwhere)
         downstream = _downstream(_deep_merge(raw.get("downstream") or {}, praw.get("downstream") or {}), pwhere)
         profiles[pname] = ProfileSpec(
             name=pname, grid=grid, training=t, description=str(praw.get("description", "")),
-            metrics=metrics, phases=phases, downstream=downstream,
+            metrics=metrics, phases=phases, downstream=downstream, metric_epochs=metric_epochs,
         )
     return ZooSpec(
         name=name, description=str(raw.get("description", "")), task=task, arch=arch,
@@ -284,6 +286,24 @@ def _int_at_least(value: Any, lowest: int, name: str) -> int:
         kind = {0: "a non-negative integer", 1: "a positive integer"}.get(lowest, f"an integer >= {lowest}")
         raise SpecError(f"{name} must be {kind}, got {value!r}")
     return value
+
+
+def _metric_epochs(value: Any, t: Any, where: str) -> tuple:
+    """``metrics.epochs``: a non-empty list of checkpoint epochs and/or ``"last"`` (the final
+    epoch), without repeats; returned in training order, ``"last"`` as the final epoch's place."""
+    name = f"{where}: metrics.epochs"
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{name} must be a non-empty list of checkpoint epochs or 'last', got {value!r}")
+    seen = set()
+    for v in value:
+        if v != "last" and (not isinstance(v, int) or isinstance(v, bool) or v not in t.checkpoint_epochs):
+            raise SpecError(f"{name}: {v!r} is not 'last' or a checkpoint epoch "
+                            f"({', '.join(map(str, t.checkpoint_epochs))})")
+        key = t.epochs if v == "last" else v
+        if key in seen:
+            raise SpecError(f"{name} lists epoch {key} twice")
+        seen.add(key)
+    return tuple(sorted(value, key=lambda v: t.epochs if v == "last" else v))
 
 
 def _metrics(m: Mapping, where: str) -> dict[str, dict[str, Any]]:

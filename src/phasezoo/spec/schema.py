@@ -183,6 +183,9 @@ class ProfileSpec:
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: copy.deepcopy(METRIC_DEFAULTS))
     downstream: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: copy.deepcopy(DOWNSTREAM_DEFAULTS))
     phases: Any = None  # phasezoo.landscape.phases.PhaseThresholds
+    #: the epochs ``phasezoo metrics`` measures by default (YAML ``metrics: {epochs: [...]}``):
+    #: checkpoint epochs and/or ``"last"``; more than one shows how the phase map moves in training
+    metric_epochs: tuple = ("last",)
 
     @property
     def size(self) -> int:

@@ -10,8 +10,9 @@ memory.
 * **Layout.** ``item["layout"]`` lists ``(name, shape, offset, kind)`` per tensor, ``kind``
   ``"parameter"`` or ``"buffer"``; ``weights[offset : offset + prod(shape)].view(shape)``
   unflattens a tensor of a flat vector.
-* **Properties.** Every name in :data:`PROPERTIES` and, at the final epoch, the downstream
-  columns (:data:`phasezoo.downstream.runner.DOWNSTREAM_COLUMNS`) are present in every item:
+* **Properties.** Every name in :data:`PROPERTIES` (``phase``: the cell's phase at ``epoch``,
+  ``phase_final``: at the final epoch, the target for predicting the final phase from early
+  weights) and, at the final epoch, the downstream columns (:data:`phasezoo.downstream.runner.DOWNSTREAM_COLUMNS`) are present in every item:
   NaN where not computed (numbers), ``"none"`` for a phase not assigned at that epoch.
 * **Mixed widths.** :func:`collate_zoo` batches items of different sizes: flat vectors padded
   with zeros plus a boolean ``mask``, per-layer dicts as lists, numeric properties as float64
@@ -47,9 +48,9 @@ from phasezoo.wsl.features import _is_parameter
 PROPERTIES = ("width", "model_dim", "beta", "batch_size", "lr", "seed", "epoch", "train_loss",
               "train_acc", "train_error", "train_ppl", "test_loss", "test_acc", "test_error",
               "test_ppl", "gen_gap", "hessian_top_eig", "hessian_trace", "cka", "mc_error",
-              "mc_loss", "phase", "status")
+              "mc_loss", "phase", "phase_final", "status")
 #: properties that are text; every other property is a number (NaN where missing)
-TEXT_PROPERTIES = ("phase", "status")
+TEXT_PROPERTIES = ("phase", "phase_final", "status")
 
 
 def forward_order(config: dict) -> dict[str, str]:
@@ -94,6 +95,10 @@ class ZooDataset(Dataset):
         self.epoch, self.flat, self.include_buffers = epoch, flat, include_buffers
         self._configs = {m.member: m.to_dict() for m in self.zoo.members}
         table = zoo_table(self.zoo, epoch=epoch)
+        # the cell's phase at the final epoch beside the phase at `epoch`: the label of "predict
+        # the final phase from early weights"
+        final = table if epoch in ("last", self.zoo.final_epoch) else zoo_table(self.zoo, epoch="last")
+        table["phase_final"] = table["member"].map(dict(zip(final["member"], final["phase"])))
         keep = table["status"].isin(list(status))
         if widths is not None:
             keep &= table["member"].map(lambda m: self._configs[m]["width"]).isin(list(widths))

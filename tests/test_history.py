@@ -183,3 +183,26 @@ def test_ptmz_export_carries_the_metrics_of_each_epoch(measured, tmp_path):
     assert "log_hessian_trace_train" in lines[2] and "log_hessian_trace_train" in lines[3]
     assert "log_hessian_trace_train" not in lines[1]  # epoch 1 has no checkpoint, so no metrics
     assert lines[2]["log_hessian_trace_train"] != lines[3]["log_hessian_trace_train"]
+
+
+def test_the_reproduce_chapters_training_example_runs(measured, capsys):
+    """The "Train a model on a zoo" example of book/reproduce.md, run as written on the test zoo."""
+    import re
+    from pathlib import Path
+
+    spec, root, _, _ = measured
+    text = Path(__file__).parents[1].joinpath("book", "reproduce.md").read_text()
+    section = text.split("## Train a model on a zoo", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    line = 'zoo, profile, root = "digits-vit", "mini", "data/zoos"'
+    assert line in code
+    code = code.replace(line, f"zoo, profile, root = {str(spec)!r}, 'smoke', {str(root)!r}")
+    scope: dict = {}
+    exec(compile(code, "reproduce.md", "exec"), scope)
+    out = capsys.readouterr().out
+    assert "held-out R² against the mean-accuracy baseline" in out and "(2 train, 2 test members)" in out
+    assert scope["loss"].item() < torch_mse_of_mean(scope["y"])  # it fitted its training members
+
+
+def torch_mse_of_mean(y) -> float:
+    return float(((y - y.mean()) ** 2).mean())

@@ -1,10 +1,17 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # The zoos and their hyper-parameters
 #
 # The paper's Tables 2–4, generated from the zoo specifications in `src/phasezoo/zoos/`
 # (nothing here is typed by hand): first the paper-scale profile of every zoo, then the profile
 # this book was built with, then the phase thresholds of that profile.
-# Re-run: `phasezoo notebook 00_zoos -p profile smoke`.
 
 # %% tags=["parameters"]
 zoos = ["digits-resnet18", "digits-vit", "text-gpt", "convection-pinn"]

@@ -1,8 +1,16 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Training and performance of a zoo
 #
 # The distribution of final results (the paper's Tables 5–7) and the learning curves of every
-# grid cell. Re-run with another zoo: `phasezoo notebook 01_train_zoo -p zoo digits-vit`.
+# grid cell.
 
 # %% tags=["parameters"]
 zoo = "digits-resnet18"

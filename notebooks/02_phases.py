@@ -1,10 +1,17 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Loss-landscape metrics and phases of a zoo
 #
 # One heatmap per metric over the load × temperature grid (seed means), with the phase
 # boundaries drawn on top (the paper's Figures 3 and 6–17), then the phase map, the thresholds
 # and how the map moves when each threshold moves by ±25 %.
-# Re-run: `phasezoo notebook 02_phases -p zoo convection-pinn`.
 
 # %% tags=["parameters"]
 zoo = "digits-resnet18"

@@ -1,10 +1,17 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Downstream methods across the phases of a zoo
 #
 # Pruning, Wise-FT between an early checkpoint and the final model, ensembling over seeds and re-basin averaging across
 # seeds (and transfer, for the image zoos) over the load × temperature grid, with the phase
 # boundaries on top (the paper's Figure 5), then the seed means per phase.
-# Re-run: `phasezoo notebook 03_downstream -p zoo digits-vit`.
 
 # %% tags=["parameters"]
 zoo = "digits-resnet18"

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Weight-space learning: what simple weight statistics predict
 #
@@ -6,7 +14,6 @@
 # hyper-parameters (log load, log temperature, epoch), over 20 random cell splits: mean R², its
 # 90% interval over the splits, and the share of splits where the weights beat the baseline.
 # A logistic probe predicts the phase label against the majority-class baseline.
-# Re-run: `phasezoo notebook 04_probe -p zoo digits-vit -p repeats 40`.
 
 # %% tags=["parameters"]
 zoo = "digits-resnet18"

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Phases across zoos and domains
 #
@@ -7,7 +15,6 @@
 # every domain (1 − accuracy, 1 − next-token accuracy, relative L2 error), so that low is good
 # in the whole column; the mc panel uses each zoo's phase metric (mc on the loss for GPT).
 # Below the figure: the paper's Tables 5–7 for these zoos and the test error per phase.
-# Re-run: `phasezoo notebook 05_compare -p zoos '[digits-vit, text-gpt]'`.
 
 # %% tags=["parameters"]
 zoos = ["digits-resnet18", "digits-vit", "text-gpt", "convection-pinn"]

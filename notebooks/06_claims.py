@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # The paper's claims, checked on these zoos
 #
@@ -8,7 +16,6 @@
 # interval lies above 0, ✘ below, ? it straddles 0 (inconclusive), – the zoo lacks what the
 # claim needs (a phase, a method, a domain). The table after the matrix gives the numbers
 # behind every mark.
-# Re-run: `phasezoo notebook 06_claims -p zoos '[digits-resnet18]'`.
 
 # %% tags=["parameters"]
 zoos = ["digits-resnet18", "digits-vit", "text-gpt", "convection-pinn"]

@@ -171,6 +171,37 @@ def test_retitle_names_the_zoo_and_keeps_the_old_title(tmp_path):
     assert zoo_slug("/tmp/x/tiny-pinn.yaml") == "tiny-pinn" and zoo_slug("digits-vit") == "digits-vit"
 
 
+def test_reader_page_hides_parameters_folds_code_and_names_the_rerun(tmp_path):
+    from phasezoo.publish.book import reader_page, rerun_command
+
+    cells = [nbformat.v4.new_markdown_cell("# digits-vit\n\n*Phases*"),
+             nbformat.v4.new_code_cell("zoo = 'a'", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("zoo = 'digits-vit'", metadata={"tags": ["injected-parameters"]}),
+             nbformat.v4.new_code_cell("plot()"),
+             nbformat.v4.new_code_cell("show()", metadata={"tags": ["remove-input"]}),
+             nbformat.v4.new_markdown_cell("# Another heading")]
+    path = tmp_path / "p.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    cmd = rerun_command("02_phases", {"profile": "mini", "root": "data/zoos", "zoo": "digits-vit"})
+    assert cmd == "phasezoo notebook 02_phases -p zoo digits-vit -p profile mini"
+    assert rerun_command("05_compare", {"profile": "smoke", "root": "/r", "zoos": ["a", "b"]}) == \
+        "phasezoo notebook 05_compare -p zoos '[a, b]' -p profile smoke -p root /r"
+    reader_page(path, cmd)
+    out = nbformat.read(path, as_version=4).cells
+    assert [c.metadata.get("tags", []) for c in out[1:5]] == [
+        ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["hide-input"], ["remove-input"]]
+    assert out[0].source.endswith(f"Re-run this page: `{cmd}`") and "Re-run" not in out[5].source
+
+
+def test_notebook_sources_carry_their_kernelspec():
+    import jupytext
+
+    for source in sorted(Path("notebooks").glob("*.py")):
+        nb = jupytext.read(source)
+        assert nb.metadata.get("kernelspec", {}).get("name") == "python3", source
+        assert "Re-run" not in source.read_text(), source  # the book writes each page's own command
+
+
 def test_every_notebook_is_a_page_of_the_book():
     assert sorted(p.notebook for p in PAGES) == sorted(p.stem for p in Path("notebooks").glob("*.py"))
     toc = Path("book/_toc.yml").read_text()

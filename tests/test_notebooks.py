@@ -27,11 +27,13 @@ def _write(tmp_path, text, name="tiny.py"):
     return path
 
 
-def test_parameters_are_injected_and_the_notebook_runs(tmp_path):
+def test_parameters_are_injected_and_the_notebook_runs(tmp_path, capfd):
     src = _write(tmp_path, TINY)
     out = run_notebook(src, tmp_path / "run" / "tiny.ipynb",
                        {"value": 21, "target": str(tmp_path / "result.json")}, timeout=120)
     assert json.loads((tmp_path / "result.json").read_text()) == {"double": 42}
+    # the kernel runs over IPC sockets: no plain-TCP transport warning from ipykernel
+    assert "without encryption" not in capfd.readouterr().err
     executed = json.loads(out.read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
 

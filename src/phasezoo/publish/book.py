@@ -87,6 +87,47 @@ def retitle(path: str | Path, title: str) -> None:
     raise PhaseZooError(f"{path}: no '# title' line to retitle")
 
 
+#: tags of a cell the reader does not see (papermill's ``parameters`` and ``injected-parameters``)
+HIDDEN_CELLS = ("parameters", "injected-parameters")
+#: tags with which a source cell chooses its own display (left as they are)
+DISPLAY_TAGS = ("remove-cell", "remove-input", "remove-output", "hide-input", "hide-output", "hide-cell",
+                "show-input")
+
+
+def rerun_command(notebook: str, params: dict) -> str:
+    """The one-line ``phasezoo notebook`` command that rebuilds a page with the values it was
+    built with (the book's defaults are left out: ``root`` when it is ``data/zoos``)."""
+    parts = [f"phasezoo notebook {notebook}"]
+    for key, value in sorted(params.items(), key=lambda kv: kv[0] not in ("zoo", "zoos")):
+        if key == "root" and str(value) == "data/zoos":
+            continue
+        text = f"'[{', '.join(map(str, value))}]'" if isinstance(value, (list, tuple)) else str(value)
+        parts.append(f"-p {key} {text}")
+    return " ".join(parts)
+
+
+def reader_page(path: str | Path, rerun: str) -> None:
+    """Make an executed notebook read as a results page: its parameter cells (the defaults and
+    papermill's injected values) are removed from the page, every other code cell shows its
+    output with the code folded (``hide-input``) unless the source chose otherwise, and the
+    re-run command goes under the page's title."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    placed = False
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if any(t in tags for t in HIDDEN_CELLS):
+            tags.append("remove-cell")
+        elif cell.cell_type == "code" and not any(t in tags for t in DISPLAY_TAGS):
+            tags.append("hide-input")
+        elif cell.cell_type == "markdown" and not placed and cell.source.lstrip().startswith("# "):
+            cell.source = cell.source.rstrip() + f"\n\nRe-run this page: `{rerun}`"
+            placed = True
+    if not placed:
+        raise PhaseZooError(f"{path}: no '# title' cell to put the re-run command under")
+    nbformat.write(nb, path)
+
+
 def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_dir: str | Path = BOOK_DIR,
                   notebook_dir: str | Path = NOTEBOOK_DIR, pages: Sequence[Page] = PAGES,
                   timeout: int | None = 1800, workers: int = 2,
@@ -117,6 +158,7 @@ def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_d
         run_notebook(source, out, params, cwd=Path.cwd(), timeout=timeout)
         if title:
             retitle(out, title)
+        reader_page(out, rerun_command(source.stem, params))
         log(f"{source.name} -> {out} ({time.perf_counter() - start:.0f} s)")
         return out
 

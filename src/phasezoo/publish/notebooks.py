@@ -5,8 +5,12 @@ The notebooks live in ``notebooks/`` as jupytext ``py:percent`` files, each with
 jupytext first, then executes it with papermill, which injects the given parameters in a cell
 after the ``parameters`` cell. The same by hand::
 
-    jupytext --to ipynb --set-kernel python3 notebooks/02_phases.py -o /tmp/02_phases.ipynb
+    jupytext --to ipynb notebooks/02_phases.py -o /tmp/02_phases.ipynb
     papermill /tmp/02_phases.ipynb out.ipynb -p zoo digits-vit -p profile mini
+
+Each source carries its kernelspec (``python3``) in its jupytext header, so neither command needs
+a kernel flag. The kernel talks to papermill over IPC sockets (:class:`IPCKernelManager`), not
+local TCP, which ipykernel warns about on every start.
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ from typing import Any, Mapping
 import yaml
 
 from phasezoo.errors import PhaseZooError
+
+def _ipc_kernel_manager():
+    """A jupyter_client kernel manager whose kernels listen on IPC (Unix) sockets: the kernel
+    and papermill share the machine, and over TCP without CurveZMQ keys ipykernel prints a
+    plain-text-transport warning at every start."""
+    from jupyter_client.manager import AsyncKernelManager  # lazy: optional extra "book"
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
 
 #: where ``phasezoo notebook`` looks for notebooks (relative to the working directory)
 NOTEBOOK_DIR = Path("notebooks")
@@ -100,7 +118,7 @@ def run_notebook(source: str | Path, output: str | Path, parameters: Mapping[str
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         raise PhaseZooError(f"{source}: no cell tagged 'parameters'")
     check_parameters(source, parameters or {})
-    # jupytext sources carry no kernel: name the one papermill should start
+    # the sources carry their kernelspec; a run with another kernel names it instead
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
     nb.metadata.setdefault("language_info", {"name": "python"})
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +128,7 @@ def run_notebook(source: str | Path, output: str | Path, parameters: Mapping[str
         try:
             pm.execute_notebook(str(ipynb), str(output), parameters=dict(parameters or {}),
                                 kernel_name=kernel, language="python", cwd=str(cwd) if cwd else None, progress_bar=False,
-                                execution_timeout=timeout)
+                                execution_timeout=timeout, kernel_manager_class=_ipc_kernel_manager())
         except pm.PapermillExecutionError as e:
             raise PhaseZooError(f"{source.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
                                 .replace("\n", " ")) from None

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from phasezoo.analysis.plots import zoo_comparison_plot
-from phasezoo.analysis.report import summary_table, zoo_cells
+from phasezoo.analysis.report import summary_tables, zoo_cells
 from phasezoo.spec import load_spec
 
 specs = [load_spec(z) for z in zoos]
@@ -34,10 +34,19 @@ fig = zoo_comparison_plot(specs, profile, root)
 plt.show()
 
 # %% [markdown]
-# ## Final metrics per zoo (Tables 5–7): mean ± std [min, max] over the finished members
+# ## Final metrics per zoo (Tables 5–7)
+#
+# One table per domain, as in the paper: mean ± std [min, max] over the finished members of
+# each zoo, in each task's own metrics (losses in nats; accuracies and the generalisation gap
+# as fractions; perplexity as exp of the loss; the PINN's test error relative to the exact
+# solution).
 
 # %%
-summary_table(specs, profile, root).set_index("zoo")
+from IPython.display import Markdown, display
+
+for title, table in summary_tables(specs, profile, root).items():
+    display(Markdown(f"**{title}**"))
+    display(table.set_index("zoo"))
 
 # %% [markdown]
 # ## Test error per phase (cell means) and cells per phase

@@ -187,6 +187,24 @@ def test_summary_table_gives_mean_std_min_max(tmp_path):
     assert sorted(hist["beta"].unique()) == [1.0, 30.0]
 
 
+def test_summary_tables_are_one_per_domain_with_its_own_columns(tmp_path):
+    from phasezoo.analysis.report import SUMMARY_COLUMNS, summary_tables
+    from phasezoo.zoo import train_zoo
+    from tests.conftest import TINY_SPEC
+
+    pinn = load_spec(write_spec(tmp_path, PINN_SPEC, "tiny-pinn.yaml"))
+    digits = load_spec(write_spec(tmp_path, TINY_SPEC))
+    for spec in (pinn, digits):
+        train_zoo(spec, "smoke", tmp_path / "zoos", progress=False)
+    tables = summary_tables([pinn, digits], "smoke", tmp_path / "zoos")
+    assert list(tables) == ["Table 5: vision", "Table 7: SciML"]  # in the paper's order, language absent
+    fixed = ["zoo", "arch", "dataset", "members"]
+    assert list(tables["Table 5: vision"].columns) == fixed + list(SUMMARY_COLUMNS["classification"])
+    assert list(tables["Table 7: SciML"].columns) == fixed + list(SUMMARY_COLUMNS["pde_convection"])
+    assert list(tables["Table 7: SciML"]["zoo"]) == ["tiny-pinn"]
+    assert all(v for t in tables.values() for v in t.to_numpy().ravel())  # no empty cell in any table
+
+
 _CHEAP = """\
 metrics:
   hessian: {num_batches: 1, batch_size: 32, max_iter: 5, tol: 1.0e-2}

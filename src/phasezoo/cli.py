@@ -275,12 +275,14 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "summary":
-        from phasezoo.analysis.report import summary_table  # lazy: the CLI starts without importing torch
+        from phasezoo.analysis.report import summary_table, summary_tables  # lazy: the CLI starts without importing torch
 
         specs = _load_specs(args.zoos, args.profile, args.root)
-        table = summary_table(specs, args.profile, args.root)
-        if not _write_csv(table, args.csv):
-            print(table.to_string(index=False))
+        if args.csv is not None:  # one machine-readable table: the union of the domains' columns
+            _write_csv(summary_table(specs, args.profile, args.root), args.csv)
+            return 0
+        for title, table in summary_tables(specs, args.profile, args.root).items():
+            print(f"{title}\n{table.to_string(index=False)}\n")
         return 0
 
     if args.command == "import":

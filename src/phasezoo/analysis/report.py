@@ -116,6 +116,19 @@ def summary_table(specs: list[ZooSpec], profile: str, root: str | Path, *, digit
     return pd.DataFrame(rows).fillna("")
 
 
+#: the paper's tables of final metrics, one per domain, each with its task's columns
+SUMMARY_TABLES = {"classification": "Table 5: vision", "language_modelling": "Table 6: language",
+                  "pde_convection": "Table 7: SciML"}
+
+
+def summary_tables(specs: list[ZooSpec], profile: str, root: str | Path, *, digits: int = 2) -> dict[str, pd.DataFrame]:
+    """The paper's Tables 5-7 as the paper sets them: one :func:`summary_table` per domain
+    present among ``specs`` (vision, language, SciML), each with only its task's columns
+    (:data:`SUMMARY_COLUMNS`); keyed by :data:`SUMMARY_TABLES` titles, in that order."""
+    return {title: summary_table([s for s in specs if s.task == task], profile, root, digits=digits)
+            for task, title in SUMMARY_TABLES.items() if any(s.task == task for s in specs)}
+
+
 def downstream_by_phase(table: pd.DataFrame) -> pd.DataFrame:
     """Mean of each downstream column (:data:`DOWNSTREAM_COLUMNS`) per phase over the finished
     members of a ``zoo_table``; one row per phase, with the member count."""

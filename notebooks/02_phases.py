@@ -20,14 +20,16 @@ root = "data/zoos"
 
 # %%
 import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 
-from phasezoo.analysis.plots import zoo_phase_plot
+from phasezoo.analysis.plots import zoo_phase_figures
 from phasezoo.analysis.report import phase_report
 from phasezoo.spec import load_spec
 
 spec = load_spec(zoo)
-fig = zoo_phase_plot(spec, profile, root)
-plt.show()
+for title, fig in zoo_phase_figures(spec, profile, root):
+    display(Markdown(f"### {title}"), fig)
+    plt.close(fig)  # shown once, here: not again at the end of the cell
 
 # %%
 print(phase_report(spec, profile, root))
@@ -44,8 +46,6 @@ print(phase_report(spec, profile, root))
 # number of cells whose label (final thresholds) differs from the final map's.
 
 # %%
-from IPython.display import Markdown, display
-
 from phasezoo.analysis.history import phase_history, phase_history_summary
 from phasezoo.analysis.plots import phase_history_plot
 from phasezoo.landscape.runner import measured_epochs

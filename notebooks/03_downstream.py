@@ -21,7 +21,9 @@ root = "data/zoos"
 # %%
 import matplotlib.pyplot as plt
 
-from phasezoo.analysis.plots import zoo_phase_plot
+from IPython.display import Markdown, display
+
+from phasezoo.analysis.plots import zoo_phase_figures
 from phasezoo.downstream.runner import DOWNSTREAM_COLUMNS
 from phasezoo.analysis.report import downstream_by_phase
 from phasezoo.spec import load_spec
@@ -30,8 +32,9 @@ from phasezoo.analysis.table import zoo_table
 spec = load_spec(zoo)
 table = zoo_table(spec, profile, root)
 metrics = [c for c in DOWNSTREAM_COLUMNS if c in table and table[c].notna().any()]
-fig = zoo_phase_plot(spec, profile, root, metrics=metrics)
-plt.show()
+for title, fig in zoo_phase_figures(spec, profile, root, groups={"Downstream results": ["phase", *metrics]}):
+    display(Markdown(f"### {title}"), fig)
+    plt.close(fig)  # shown once, here: not again at the end of the cell
 
 # %% [markdown]
 # ## Wise-FT along α

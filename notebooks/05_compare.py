@@ -23,15 +23,17 @@ root = "data/zoos"
 
 # %%
 import matplotlib.pyplot as plt
+from IPython.display import display
 import pandas as pd
 
-from phasezoo.analysis.plots import zoo_comparison_plot
+from phasezoo.analysis.plots import zoo_comparison_figures
 from phasezoo.analysis.report import summary_tables, zoo_cells
 from phasezoo.spec import load_spec
 
 specs = [load_spec(z) for z in zoos]
-fig = zoo_comparison_plot(specs, profile, root)
-plt.show()
+for fig in zoo_comparison_figures(specs, profile, root):
+    display(fig)
+    plt.close(fig)  # shown once, here: not again at the end of the cell
 
 # %% [markdown]
 # ## Final metrics per zoo (Tables 5–7)

@@ -206,3 +206,23 @@ def test_the_reproduce_chapters_training_example_runs(measured, capsys):
 
 def torch_mse_of_mean(y) -> float:
     return float(((y - y.mean()) ** 2).mean())
+
+
+def test_a_zoos_phase_plot_comes_in_figures_a_page_shows_unscaled(measured):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from phasezoo.analysis.plots import PANEL_PREFIX, zoo_phase_figures
+
+    spec, root, _, _ = measured
+    figures = zoo_phase_figures(spec, "smoke", root)
+    assert [t for t, _ in figures] == ["Phases and performance", "Loss landscape"]  # no downstream run
+    panels = [[ax.get_label()[len(PANEL_PREFIX):] for ax in f.axes if ax.get_label().startswith(PANEL_PREFIX)]
+              for _, f in figures]
+    assert panels == [["phase", "test_acc", "train_loss", "gen_gap"],
+                      ["hessian_top_eig", "hessian_trace", "cka", "mc_error_chord"]]
+    for _, f in figures:
+        assert f.get_size_inches()[0] <= 8.6 + 1e-9
+        plt.close(f)

@@ -240,7 +240,7 @@ def _draw_panels(fig: "Figure", axes: Sequence["Axes"], cells: pd.DataFrame, loa
     n_rows_grid = len(_axis_values(cells, load))
     n_cols_grid = len(_axis_values(cells, temp))
     annotate = n_rows_grid <= ANNOTATE_MAX and n_cols_grid <= ANNOTATE_MAX
-    fontsize = 7.0 if max(n_rows_grid, n_cols_grid) <= 5 else 5.5
+    fontsize = 9.0 if max(n_rows_grid, n_cols_grid) <= 5 else 7.0
     for ax, name in zip(axes, panels):
         ax.set_label(PANEL_PREFIX + name)
         if name == "phase":
@@ -259,7 +259,7 @@ def _draw_panels(fig: "Figure", axes: Sequence["Axes"], cells: pd.DataFrame, loa
 
 def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str] | None = None, *,
                title: str | None = None, phases: bool = True, boundaries: bool = True,
-               ncols: int = 4, mc_metric: str | None = None) -> "Figure":
+               ncols: int = 2, mc_metric: str | None = None) -> "Figure":
     """A figure of heatmap panels over the load × temperature grid, one per metric.
 
     ``cells`` has one row per grid cell (:func:`phasezoo.analysis.report.zoo_cells`; several rows per
@@ -273,7 +273,10 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
     labelled ``"phase_boundaries"`` (``boundaries=False`` leaves them out), and ``phases=True``
     adds a first panel with the phase labels as a categorical map. Panel axes carry the label
     ``"panel:<metric>"`` (``"panel:phase"``) to tell them from colourbars. ``title`` (the zoo
-    name) becomes the figure title.
+    name) becomes the figure title. Each panel is :data:`PANEL_SIZE` inches, ``ncols`` (default 2)
+    to a row: at the default the figure is 8.6 inches wide, which a book page shows unscaled, so
+    the values written in the cells stay legible (:func:`zoo_phase_figures` splits a zoo's panels
+    into such figures).
     """
     import matplotlib.pyplot as plt  # lazy: optional extra "book"
 
@@ -288,7 +291,7 @@ def phase_plot(cells: pd.DataFrame, load: str, temp: str, metrics: Sequence[str]
 
     ncols = max(1, min(ncols, len(panels)))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.5 * nrows), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows), squeeze=False,
                              layout="constrained")
     flat = list(axes.ravel())
     for ax in flat[len(panels):]:
@@ -312,8 +315,55 @@ def zoo_phase_plot(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None
                       title=f"{z.name}/{z.profile}", mc_metric=z.settings.phases.mc_column)
 
 
+#: the figures of a zoo's phase page, as the paper's Figure 3 groups them: (a) test accuracy (or
+#: error) with the phases and (b) the train loss, then (c-g) the loss-landscape metrics, then the
+#: downstream results; "mc" is the profile's phase mc metric. Panels a zoo lacks are left out.
+PANEL_GROUPS = {
+    "Phases and performance": ("phase", "test_acc", "test_error", "train_loss", "gen_gap"),
+    "Loss landscape": ("hessian_top_eig", "hessian_trace", "cka", "mc"),
+    "Downstream": DEFAULT_DOWNSTREAM_PANELS,
+}
+
+
+def zoo_phase_figures(zoo: "Zoo | str | Path | ZooSpec", profile: str | None = None,
+                      root: str | Path = "data/zoos", *, epoch: int | str = "last",
+                      groups: dict[str, Sequence[str]] | None = None) -> list[tuple[str, "Figure"]]:
+    """A zoo's phase plot split into figures of at most four panels (two by two, 8.6 inches
+    wide): one ``(title, figure)`` per group of :data:`PANEL_GROUPS` (or ``groups``) with a
+    panel present. The phase map is the first panel of the first figure; every panel of every
+    figure carries the phase boundaries. Test accuracy is drawn where the task has one, else
+    test error. A group with more than four panels present is split into figures of four."""
+    z = Zoo.of(zoo, profile, root)
+    cells = zoo_cells(z, epoch=epoch)
+    mc = z.settings.phases.mc_column
+    labels, _ = _labels_and_boundaries(cells, z.load_axis, z.temperature_axis)
+    out, phase_shown = [], False
+    for title, wanted in (PANEL_GROUPS if groups is None else groups).items():
+        panels = []
+        for name in wanted:
+            column = mc if name == "mc" else name
+            if column == "test_error" and _present(cells, "test_acc"):
+                continue
+            if (column == "phase" and labels is not None and not phase_shown) or \
+                    (column != "phase" and _present(cells, column)):
+                panels.append(column)
+        for k in range(0, len(panels), 4):
+            chunk = panels[k:k + 4]
+            with_phase = "phase" in chunk
+            metrics = [c for c in chunk if c != "phase"]
+            if not metrics and not with_phase:
+                continue
+            fig = phase_plot(cells, z.load_axis, z.temperature_axis, metrics, phases=with_phase,
+                             title=f"{z.name}/{z.profile}: {title.lower()}", mc_metric=mc)
+            phase_shown |= with_phase
+            out.append((title if k == 0 else f"{title} (continued)", fig))
+    return out
+
+
 #: the panels of the cross-zoo comparison (the paper's Figure 4); "mc" is each zoo's phase mc metric
 COMPARISON_PANELS = ("phase", "train_loss", "test_error", "hessian_trace", "cka", "mc")
+#: panel width and height in inches (two to a row: 8.6 inches, shown unscaled on a book page)
+PANEL_SIZE = (4.3, 3.5)
 
 
 def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
@@ -332,7 +382,7 @@ def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
     if not zoos:
         raise ValueError("no zoos to compare")
     ncols = len(panels)
-    fig, axes = plt.subplots(len(zoos), ncols, figsize=(3.6 * ncols, 3.0 * len(zoos)), squeeze=False,
+    fig, axes = plt.subplots(len(zoos), ncols, figsize=(3.1 * ncols, 2.7 * len(zoos)), squeeze=False,
                              layout="constrained")
     for row, (title, cells, load, temp, mc_metric) in zip(axes, zoos):
         labels, segments = _labels_and_boundaries(cells, load, temp)
@@ -343,16 +393,29 @@ def comparison_plot(zoos: Sequence[tuple[str, pd.DataFrame, str, str, str]],
                 ax.text(0.5, 0.5, f"no {column}", ha="center", va="center", transform=ax.transAxes)
                 continue
             _draw_panels(fig, [ax], cells, load, temp, [column], labels, segments)
-        row[0].set_title(f"{title}\nphase" if labels is not None else title)
+        first = row[0].get_title()  # the first panel's own title (empty for a "no <column>" panel)
+        row[0].set_title(f"{title}\n{first}" if first else title)
     return fig
 
 
 def zoo_comparison_plot(specs: Sequence["ZooSpec"], profile: str, root: str | Path,
                         panels: Sequence[str] = COMPARISON_PANELS) -> "Figure":
     """:func:`comparison_plot` of stored zoos (their last-epoch cells)."""
-    rows = [(spec.name, zoo_cells(spec, profile, root), spec.load_axis, spec.temperature_axis,
+    return comparison_plot(_comparison_rows(specs, profile, root), panels)
+
+
+def _comparison_rows(specs: Sequence["ZooSpec"], profile: str, root: str | Path) -> list:
+    return [(spec.name, zoo_cells(spec, profile, root), spec.load_axis, spec.temperature_axis,
              spec.profile(profile).phases.mc_column) for spec in specs]
-    return comparison_plot(rows, panels)
+
+
+def zoo_comparison_figures(specs: Sequence["ZooSpec"], profile: str, root: str | Path,
+                           panels: Sequence[str] = COMPARISON_PANELS, per_figure: int = 3) -> list["Figure"]:
+    """The paper's Figure 4 in figures a page shows unscaled: the same rows (one per zoo) with
+    ``per_figure`` of the ``panels`` columns each (default: phase, train loss, test error; then
+    Hessian trace, CKA, mc)."""
+    rows = _comparison_rows(specs, profile, root)
+    return [comparison_plot(rows, panels[k:k + per_figure]) for k in range(0, len(panels), per_figure)]
 
 
 def learning_curves(history: pd.DataFrame, load: str, temp: str,

@@ -3,7 +3,9 @@ build (every notebook under papermill, jupyter-book -W, pages opened in headless
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -130,6 +132,28 @@ def test_every_claim_runs_and_the_matrix_has_one_mark_per_claim_and_zoo():
     m = claims_matrix(pd.concat([a, b]))
     assert m.shape == (len(CLAIMS), 2) and list(m.columns) == ["z", "y"]
     assert set(m.to_numpy().ravel()) <= {"✔", "✘", "?", "–"}
+
+
+def test_the_claims_matrix_page_shows_intervals_and_links_each_verdict_to_its_evidence():
+    import re
+
+    from phasezoo.analysis.claims import claims_matrix_html, plain_doc, transformer_corner
+
+    rows = pd.DataFrame([
+        {"claim": "best_phase_is_ivb", "zoo": "z", "status": INCONCLUSIVE, "margin": 0.05, "ci_low": -0.01,
+         "ci_high": 0.12, "evidence": "IV-B 0.1 < best other 0.15"},
+        {"claim": "pruning_phase_iv", "zoo": "z", "status": REPRODUCED, "margin": 0.2, "ci_low": 0.1,
+         "ci_high": 0.3, "evidence": "e"},
+        {"claim": "transformer_corner", "zoo": "y", "status": NOT_TESTABLE, "margin": math.nan,
+         "ci_low": math.nan, "ci_high": math.nan, "evidence": "no step"}])
+    html = claims_matrix_html(rows, {"z": "z-page"})
+    cells = re.findall(r'<td class="([^"]+)"><a href="([^"]+)" title="([^"]*)">([^<]*)</a>', html)
+    assert ("inconclusive", "phases/z-page.html", "IV-B 0.1 &lt; best other 0.15", "? +0.05 [-0.01, +0.12]") in cells
+    assert ("reproduced", "downstream/z-page.html", "e", "✔ +0.2 [+0.1, +0.3]") in cells
+    assert ("not-testable", "comparison.html", "no step", "–") in cells
+    assert html.count("<tr>") == 1 + 3  # the header and one row per claim
+    text = plain_doc(inspect.getdoc(transformer_corner))
+    assert ":data:" not in text and "`SHARP_STEP` = 0.25" in text
 
 
 # ------------------------------------------------------------------------------------------

@@ -107,6 +107,15 @@ class Claim:
     #: (rules that read grid positions keep the grid)
     by_phase: bool = False
 
+    @property
+    def page(self) -> str:
+        """The book page whose figures and tables show the claim's evidence for a zoo, relative
+        to the claims page (``{zoo}`` is the zoo's page name): the cross-zoo comparison for the
+        transformer corner, the zoo's downstream page for §4.2, else its phase page."""
+        if self.key == "transformer_corner":
+            return "comparison.html"
+        return "downstream/{zoo}.html" if self.section == "4.2" else "phases/{zoo}.html"
+
 
 def _fmt(x: float) -> str:
     return "nan" if x is None or not np.isfinite(x) else f"{x:.3g}"
@@ -464,6 +473,58 @@ def check_claims(zoos: Sequence, profile: str | None = None, root: str | Path = 
 
 
 SYMBOLS = {REPRODUCED: "✔", NOT_REPRODUCED: "✘", INCONCLUSIVE: "?", NOT_TESTABLE: "–"}
+
+
+def plain_doc(text: str) -> str:
+    """A rule's docstring for a page that is not Sphinx-rendered: ``:role:`name``` becomes
+    ```name```, with the value of a module constant beside it (``SHARP_STEP`` = 0.25)."""
+    import re
+
+    def plain(m: re.Match) -> str:
+        name = m.group(2).lstrip("~").split(".")[-1]
+        value = globals().get(name)
+        if m.group(1) == "data" and isinstance(value, (int, float, str, tuple)):
+            return f"`{name}` = {value}"
+        return f"`{name}`"
+
+    return re.sub(r":(\w+):`([^`]+)`", plain, text)
+
+
+def _interval_text(row) -> str:
+    if not np.isfinite(row["margin"]):
+        return ""
+    ci = (f" [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
+          if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]) else "")
+    return f"{row['margin']:+.3g}{ci}"
+
+
+def claims_matrix_html(results: pd.DataFrame, page_names: dict[str, str] | None = None) -> str:
+    """The claims matrix as an HTML table for the book: claims down, zoos across; each cell the
+    verdict's mark, its margin and 90% interval (``✔ +0.12 [+0.05, +0.20]``), linked to the page
+    whose figure or table shows the evidence (:attr:`Claim.page`), the rule's evidence text as
+    its tooltip. ``page_names``: zoo -> page name (default: the zoo's name)."""
+    from html import escape
+
+    by_key = {c.key: c for c in CLAIMS}
+    zoos = list(dict.fromkeys(results["zoo"]))
+    head = "".join(f"<th>{escape(z)}</th>" for z in zoos)
+    lines = ['<table class="claims-matrix">', f"<thead><tr><th>§</th><th>claim</th>{head}</tr></thead>", "<tbody>"]
+    for key in [c.key for c in CLAIMS if c.key in set(results["claim"])]:
+        rows = results[results["claim"] == key].set_index("zoo")
+        claim = by_key[key]
+        cells = []
+        for z in zoos:
+            if z not in rows.index:
+                cells.append("<td></td>")
+                continue
+            r = rows.loc[z]
+            text = f"{SYMBOLS[r['status']]} {_interval_text(r)}".strip()
+            href = claim.page.format(zoo=(page_names or {}).get(z, z))
+            cells.append(f'<td class="{r["status"].replace(" ", "-")}"><a href="{escape(href)}" '
+                         f'title="{escape(str(r["evidence"]))}">{escape(text)}</a></td>')
+        lines.append(f"<tr><td>{claim.section}</td><td>{escape(claim.statement)}</td>{''.join(cells)}</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines)
 
 
 def claims_matrix(results: pd.DataFrame) -> pd.DataFrame:

@@ -286,11 +286,27 @@ def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()  # formulas render offline
 
     chromium = _chromium_or_skip()
-    reports = check_pages(html, book_pages(html), chromium=chromium)
-    assert [r.path for r in reports] == ["index.html", "executed/comparison.html", "executed/phases/tiny-pinn.html"]
+    pages = book_pages(html)
+    # every chapter and every executed page of the table of contents
+    expected = {"index.html", "taxonomy.html", "zoos.html", "phases.html", "downstream.html", "wsl.html",
+                "reproduce.html", "appendix.html", "executed/zoos.html", "executed/comparison.html",
+                "executed/claims.html", *(f"executed/{d}/tiny-pinn.html" for d in ("phases", "downstream", "wsl",
+                                                                                   "appendix"))}
+    assert expected <= set(pages) and pages[0] == "index.html"
+    reports = check_pages(html, pages, chromium=chromium, screenshots=tmp_path / "shots")
     for r in reports:
-        assert r.ok, r
-    assert all(len(r.images) >= 1 for r in reports[1:])
+        assert r.ok, (r.path, r.problem())
+        assert Path(r.screenshot).stat().st_size > 0
+    by_path = {r.path: r for r in reports}
+    for page in ("executed/comparison.html", "executed/phases/tiny-pinn.html", "executed/downstream/tiny-pinn.html"):
+        assert len(by_path[page].images) >= 1, page
+    # the claims page: a verdict cell links to the zoo's phase page, which exists
+    claims = (html / "executed" / "claims.html").read_text()
+    assert 'href="phases/tiny-pinn.html"' in claims and (html / "executed" / "phases" / "tiny-pinn.html").is_file()
+    # result pages show no parameter cells and name their own re-run command
+    phase_page = (html / "executed" / "phases" / "tiny-pinn.html").read_text()
+    assert "phasezoo notebook 02_phases -p zoo" in phase_page and "tiny-pinn.yaml" in phase_page
+    assert "injected-parameters" not in phase_page
 
 
 def test_the_chromium_check_fails_on_a_broken_image_and_a_missing_page(tmp_path):
@@ -310,6 +326,21 @@ def test_the_chromium_check_fails_on_a_broken_image_and_a_missing_page(tmp_path)
     assert not missing.ok and not missing.loaded
     assert index.ok and index.url.endswith("good.html")
     assert Path(good.screenshot).stat().st_size > 0
+    assert good.overflow_px == 0 and not good.raw_roles
+
+
+def test_the_chromium_check_fails_on_a_page_wider_than_the_window_and_on_a_raw_role(tmp_path):
+    from phasezoo.publish.browser import WINDOW, check_pages
+
+    chromium = _chromium_or_skip()
+    (tmp_path / "wide.html").write_text(f"<html><body><div style='width:{WINDOW[0] + 300}px'>text</div></body></html>")
+    (tmp_path / "scrolls.html").write_text(  # a wide table in its own scrolling box is fine
+        f"<html><body><div style='overflow-x:auto'><div style='width:{WINDOW[0] + 300}px'>t</div></div></body></html>")
+    (tmp_path / "role.html").write_text("<html><body><p>see :data:`SHARP_STEP` and {doc}`taxonomy`</p></body></html>")
+    wide, scrolls, role = check_pages(tmp_path, ["wide.html", "scrolls.html", "role.html"], chromium=chromium)
+    assert not wide.ok and wide.overflow_px >= 300 and "wider than" in wide.problem()
+    assert scrolls.ok, scrolls.problem()
+    assert not role.ok and role.raw_roles == [":data:`SHARP_STEP`", "{doc}`taxonomy`"]
 
 
 def test_phases_emerge_needs_four_of_the_five_phases_and_shows_the_count():

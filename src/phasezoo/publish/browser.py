@@ -7,7 +7,9 @@ is downloaded): for each page it navigates to the ``file://`` URL, which returns
 event, waits for every image to decode, then reads each ``<img>``'s natural and rendered size
 from the DOM. A page fails when navigation reports an error, the load event does not come,
 the page shows no text (a blank page), or any image has zero natural or rendered width or height
-(a broken or empty figure). A page that forwards elsewhere (Jupyter Book's ``index.html``) is
+(a broken or empty figure), the page is wider than the 1280-pixel window (horizontal
+scrolling), or its text shows a Sphinx or MyST role that was not rendered (``:data:`X```). A
+page that forwards elsewhere (Jupyter Book's ``index.html``) is
 checked where it lands. Optionally
 it saves a full-page PNG screenshot of each page, to look at.
 
@@ -42,6 +44,8 @@ Promise.all(imgs.map(i => i.decode().catch(() => null))).then(() => done(JSON.st
   title: document.title,
   url: document.location.href,
   text: document.body ? document.body.innerText.length : 0,
+  body: document.body ? document.body.innerText : "",
+  overflow: Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth),
   images: imgs.map(i => { const r = i.getBoundingClientRect();
     return {src: i.currentSrc || i.src, natural: [i.naturalWidth, i.naturalHeight],
             rendered: [r.width, r.height], complete: i.complete}; })
@@ -61,6 +65,10 @@ class PageReport:
     images: list[dict[str, Any]] = field(default_factory=list)
     screenshot: str | None = None
     url: str = ""
+    #: how many pixels the page is wider than the window (0: no horizontal scrolling)
+    overflow_px: int = 0
+    #: Sphinx or MyST roles shown as text (``:data:`X```, ``{doc}`x```): markup that was not rendered
+    raw_roles: list[str] = field(default_factory=list)
 
     @property
     def bad_images(self) -> list[dict[str, Any]]:
@@ -68,7 +76,22 @@ class PageReport:
 
     @property
     def ok(self) -> bool:
-        return self.loaded and not self.error and self.text_chars > 0 and not self.bad_images
+        return (self.loaded and not self.error and self.text_chars > 0 and not self.bad_images
+                and self.overflow_px <= 0 and not self.raw_roles)
+
+    def problem(self) -> str:
+        """What is wrong with the page, in one line ("" when nothing is)."""
+        if self.error or not self.loaded:
+            return self.error or "did not load"
+        if self.text_chars <= 0:
+            return "blank page"
+        if self.bad_images:
+            return f"{len(self.bad_images)} zero-size image(s): {self.bad_images[0]['src']}"
+        if self.overflow_px > 0:
+            return f"{self.overflow_px} px wider than the {WINDOW[0]} px window"
+        if self.raw_roles:
+            return f"raw role in the text: {self.raw_roles[0]}"
+        return ""
 
 
 def find_chromium() -> str | None:
@@ -110,8 +133,11 @@ def _driver(chromium: str, chromedriver: str, timeout: float):
     return driver
 
 
-#: the browser window (and the width of full-page screenshots)
-WINDOW = (1400, 1000)
+#: the browser window (and the width of full-page screenshots): a 1280-pixel laptop screen
+WINDOW = (1280, 1000)
+#: a role Sphinx or MyST did not render, as it shows in the page text
+RAW_ROLE = re.compile(r"(?<![\w`]):(?:py:)?(?:data|func|class|meth|mod|attr|obj|doc|ref|term|math):`[^`]*`"
+                      r"|\{(?:doc|ref|download|numref|eq|term)\}`[^`]*`")
 
 
 _REFRESH = re.compile(r"""<meta\s+http-equiv=["']refresh["']\s+content=["']\d+;\s*url=([^"']+)["']""", re.I)
@@ -166,7 +192,8 @@ def check_pages(html_dir: str | Path, pages: Sequence[str], *, screenshots: str 
                 reports.append(PageReport(page, False, f"navigation failed: {info['title']}"))
                 continue
             report = PageReport(page, True, title=info["title"], text_chars=info["text"], images=info["images"],
-                                url=info["url"])
+                                url=info["url"], overflow_px=int(info["overflow"]),
+                                raw_roles=RAW_ROLE.findall(info["body"]))
             if shots:
                 # a full-page shot: grow the window to the page's height (at most 12000 px)
                 height = int(driver.execute_script("return document.documentElement.scrollHeight"))
@@ -181,23 +208,30 @@ def check_pages(html_dir: str | Path, pages: Sequence[str], *, screenshots: str 
     return reports
 
 
+#: generated pages that are not part of the book's text (Sphinx's index and search pages)
+NOT_PAGES = ("genindex.html", "search.html", "py-modindex.html")
+
+
 def book_pages(html_dir: str | Path) -> list[str]:
-    """The pages the book check opens: the index, the comparison and every zoo's phase page."""
+    """Every page of the built book: each ``.html`` file under ``html_dir`` outside Sphinx's
+    ``_static``/``_sources``/``_images`` folders, except :data:`NOT_PAGES`; ``index.html`` first."""
     html_dir = Path(html_dir)
-    phases = sorted(p.relative_to(html_dir).as_posix() for p in (html_dir / "executed" / "phases").glob("*.html"))
-    return ["index.html", "executed/comparison.html", *phases]
+    pages = sorted(p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")
+                   if not p.relative_to(html_dir).parts[0].startswith("_") and p.name not in NOT_PAGES)
+    return sorted(pages, key=lambda p: p != "index.html")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m phasezoo.publish.browser HTML_DIR [--screenshots DIR]``: check :func:`book_pages`;
-    exit 1 (one line per failure) when a page does not load or shows a zero-size image."""
+    """``python -m phasezoo.publish.browser HTML_DIR [--screenshots DIR]``: check every page
+    (:func:`book_pages`) at 1280 pixels; exit 1 when a page does not load, is blank, shows a
+    zero-size image, is wider than the window or shows a raw role; one line per page."""
     p = argparse.ArgumentParser(prog="python -m phasezoo.publish.browser", description=main.__doc__)
     p.add_argument("html_dir", type=Path)
     p.add_argument("--screenshots", type=Path, default=None)
     args = p.parse_args(argv)
     try:
         pages = book_pages(args.html_dir)
-        if len(pages) < 3:
+        if not any(p.startswith("executed/phases/") for p in pages):
             raise PhaseZooError(f"{args.html_dir}: no phase pages (executed/phases/*.html); build the book first")
         reports = check_pages(args.html_dir, pages, screenshots=args.screenshots)
     except PhaseZooError as e:
@@ -205,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for r in reports:
         status = "ok" if r.ok else "FAIL"
-        detail = r.error or (f"{len(r.bad_images)} zero-size image(s): {r.bad_images[0]['src']}" if r.bad_images
-                             else f"{len(r.images)} images, {r.text_chars} characters")
-        print(f"{status:4s} {r.path}: {detail}")
-    return 0 if all(r.ok for r in reports) else 1
+        detail = r.problem() or f"{len(r.images)} images, {r.text_chars} characters"
+        print(f"{status:4s} {r.path}: {detail}" + (f" -> {r.screenshot}" if r.screenshot else ""))
+    bad = sum(not r.ok for r in reports)
+    print(f"{len(reports) - bad} of {len(reports)} pages ok at {WINDOW[0]} px")
+    return 0 if not bad else 1
 
 
 if __name__ == "__main__":

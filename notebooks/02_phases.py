@@ -17,6 +17,15 @@
 zoo = "digits-resnet18"
 profile = "mini"
 root = "data/zoos"
+downloads = ""  # the book sets it: the folder of this zoo's downloads (phasezoo.publish.book)
+
+# %% tags=["remove-input"]
+if downloads:  # the zoo's member table and exports, written by `phasezoo book`
+    from IPython.display import HTML, display
+
+    from phasezoo.publish.book import downloads_html
+
+    display(HTML(downloads_html(downloads)))
 
 # %%
 import matplotlib.pyplot as plt

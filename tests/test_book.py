@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 import os
 import shutil
 from pathlib import Path
@@ -135,7 +136,6 @@ def test_every_claim_runs_and_the_matrix_has_one_mark_per_claim_and_zoo():
 
 
 def test_the_claims_matrix_page_shows_intervals_and_links_each_verdict_to_its_evidence():
-    import re
 
     from phasezoo.analysis.claims import claims_matrix_html, plain_doc, transformer_corner
 
@@ -305,8 +305,15 @@ def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
     assert 'href="phases/tiny-pinn.html"' in claims and (html / "executed" / "phases" / "tiny-pinn.html").is_file()
     # result pages show no parameter cells and name their own re-run command
     phase_page = (html / "executed" / "phases" / "tiny-pinn.html").read_text()
-    assert "phasezoo notebook 02_phases -p zoo" in phase_page and "tiny-pinn.yaml" in phase_page
-    assert "injected-parameters" not in phase_page
+    words = " ".join(re.sub(r"<[^>]+>", " ", phase_page).split())  # the page's text, markup removed
+    assert f"Re-run this page: phasezoo notebook 02_phases -p zoo {spec_path} -p profile smoke -p root {root}" in words
+    assert "injected-parameters" not in phase_page and "-p downloads" not in phase_page
+    # each zoo page offers the member table, the epochs and the ptmz export, which are in the build
+    for name in ("tiny-pinn-smoke-members.csv", "tiny-pinn-smoke-epochs.csv", "tiny-pinn-smoke-ptmz.zip"):
+        assert f'href="../../downloads/tiny-pinn/{name}"' in phase_page, name
+        assert (html / "downloads" / "tiny-pinn" / name).stat().st_size > 0, name
+    members = pd.read_csv(html / "downloads" / "tiny-pinn" / "tiny-pinn-smoke-members.csv")
+    assert len(members) == 6 and {"member", "phase", "train_loss"} <= set(members.columns)
 
 
 def test_the_chromium_check_fails_on_a_broken_image_and_a_missing_page(tmp_path):

@@ -33,6 +33,13 @@ from phasezoo.publish.notebooks import NOTEBOOK_DIR, run_notebook
 BOOK_DIR = Path("book")
 #: executed notebooks go here (git-ignored, rebuilt on every run)
 EXECUTED = "executed"
+#: each zoo's downloads are written to <book>/DOWNLOADS_ROOT/downloads/<zoo>/ and copied by
+#: Sphinx (``html_extra_path``) to <html>/downloads/<zoo>/
+DOWNLOADS_ROOT = f"{EXECUTED}/_extra"
+#: the dataset exports a zoo's pages offer (zipped), and the size above which an export is not
+#: put in the book (its page then gives the command that writes it)
+DOWNLOAD_FORMATS = ("ptmz",)
+MAX_DOWNLOAD_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class Page:
 
     notebook: str
     target: str
+    #: the page lists the zoo's downloads (its notebook has a ``downloads`` parameter)
+    downloads: bool = False
 
     @property
     def per_zoo(self) -> bool:
@@ -53,11 +62,11 @@ class Page:
 PAGES: tuple[Page, ...] = (
     Page("00_zoos", f"{EXECUTED}/zoos"),
     Page("05_compare", f"{EXECUTED}/comparison"),
-    Page("02_phases", f"{EXECUTED}/phases/{{zoo}}"),
+    Page("02_phases", f"{EXECUTED}/phases/{{zoo}}", downloads=True),
     Page("03_downstream", f"{EXECUTED}/downstream/{{zoo}}"),
     Page("04_probe", f"{EXECUTED}/wsl/{{zoo}}"),
     Page("06_claims", f"{EXECUTED}/claims"),
-    Page("01_train_zoo", f"{EXECUTED}/appendix/{{zoo}}"),
+    Page("01_train_zoo", f"{EXECUTED}/appendix/{{zoo}}", downloads=True),
 )
 
 
@@ -96,10 +105,11 @@ DISPLAY_TAGS = ("remove-cell", "remove-input", "remove-output", "hide-input", "h
 
 def rerun_command(notebook: str, params: dict) -> str:
     """The one-line ``phasezoo notebook`` command that rebuilds a page with the values it was
-    built with (the book's defaults are left out: ``root`` when it is ``data/zoos``)."""
+    built with (the book's defaults are left out: ``root`` when it is ``data/zoos``, and the
+    ``downloads`` folder only the book writes)."""
     parts = [f"phasezoo notebook {notebook}"]
     for key, value in sorted(params.items(), key=lambda kv: kv[0] not in ("zoo", "zoos")):
-        if key == "root" and str(value) == "data/zoos":
+        if (key == "root" and str(value) == "data/zoos") or key == "downloads":  # the book's own values
             continue
         text = f"'[{', '.join(map(str, value))}]'" if isinstance(value, (list, tuple)) else str(value)
         parts.append(f"-p {key} {text}")
@@ -128,6 +138,87 @@ def reader_page(path: str | Path, rerun: str) -> None:
     nbformat.write(nb, path)
 
 
+def downloads_dir(book_dir: str | Path, zoo: str) -> Path:
+    """Where a zoo's downloads are written (``zoo``: its page name, :func:`zoo_slug`)."""
+    return Path(book_dir) / DOWNLOADS_ROOT / "downloads" / zoo
+
+
+def write_downloads(zoo: str, profile: str, root: str | Path, book_dir: str | Path = BOOK_DIR, *,
+                    formats: Sequence[str] = DOWNLOAD_FORMATS, max_bytes: int = MAX_DOWNLOAD_BYTES) -> Path:
+    """Write a zoo's downloads for its book pages: the member table at the final epoch
+    (``<zoo>-<profile>-members.csv``, :func:`phasezoo.analysis.table.zoo_table`), every recorded
+    epoch of every member (``-epochs.csv``, :func:`phasezoo.zoo.zoo_history`), and each export of
+    ``formats`` zipped (``-ptmz.zip``: :func:`phasezoo.publish.ptmz.export_ptmz`), left out when
+    larger than ``max_bytes``. ``manifest.json`` lists each file with its bytes and sha256, and
+    each export left out with the command that writes it. Returns the folder."""
+    import hashlib
+    import json
+    import tempfile
+
+    from phasezoo.analysis.table import zoo_table
+    from phasezoo.zoo import Zoo, zoo_history
+
+    z = Zoo.of(zoo, profile, root)
+    slug = zoo_slug(zoo)
+    out = downloads_dir(book_dir, slug)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    stem = f"{slug}-{profile}"
+    zoo_table(z).to_csv(out / f"{stem}-members.csv", index=False)
+    zoo_history(z).to_csv(out / f"{stem}-epochs.csv", index=False)
+    left_out = {}
+    for fmt in formats:
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            export = Path(tmp) / f"{stem}-{fmt}"
+            _export(z, fmt, export)
+            archive = Path(shutil.make_archive(str(Path(tmp) / export.name), "zip", export.parent, export.name))
+            size = archive.stat().st_size
+            if size > max_bytes:
+                left_out[fmt] = {"bytes": size, "command": f"phasezoo export {z.name} --profile {profile} "
+                                                           f"--root {root} --format {fmt} --to {export.name}"}
+            else:
+                archive.replace(out / archive.name)
+    files = []
+    for f in sorted(out.iterdir()):
+        files.append({"name": f.name, "bytes": f.stat().st_size,
+                      "sha256": hashlib.sha256(f.read_bytes()).hexdigest()})
+    (out / "manifest.json").write_text(json.dumps({"zoo": z.name, "profile": profile, "files": files,
+                                                   "left_out": left_out}, indent=1))
+    return out
+
+
+def _export(z, fmt: str, to: Path) -> None:
+    if fmt == "ptmz":
+        from phasezoo.publish.ptmz import export_ptmz
+
+        export_ptmz(z, to=to)
+    else:
+        raise PhaseZooError(f"unknown export format {fmt!r} for the book's downloads")
+
+
+def downloads_html(folder: str | Path) -> str:
+    """The download links of a zoo's page (its downloads ``folder``, :func:`downloads_dir`), as an
+    HTML list; links are relative to a per-zoo page (``executed/<part>/<zoo>.html``)."""
+    import json
+    from html import escape
+
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    what = {"members.csv": "the member table (final epoch: config, results, metrics, phase, downstream)",
+            "epochs.csv": "every recorded epoch of every member (the learning curves)",
+            "ptmz.zip": "the zoo in the authors' ray.tune layout (checkpoints included)",
+            "hf.zip": "the zoo for Hugging Face datasets: Parquet shards, dataset card, Croissant metadata"}
+    items = []
+    for f in manifest["files"]:
+        kind = next((v for k, v in what.items() if f["name"].endswith(k)), "")
+        items.append(f'<li><a href="../../downloads/{escape(folder.name)}/{escape(f["name"])}" download>'
+                     f'{escape(f["name"])}</a> ({f["bytes"] / 1e6:.2f} MB): {escape(kind)}</li>')
+    for fmt, info in manifest["left_out"].items():
+        items.append(f"<li>{escape(fmt)} export: {info['bytes'] / 1e6:.0f} MB zipped, too large for the book; "
+                     f"<code>{escape(info['command'])}</code> writes it</li>")
+    return "<p><b>Downloads</b></p><ul>" + "".join(items) + "</ul>"
+
+
 def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_dir: str | Path = BOOK_DIR,
                   notebook_dir: str | Path = NOTEBOOK_DIR, pages: Sequence[Page] = PAGES,
                   timeout: int | None = 1800, workers: int = 2,
@@ -142,12 +233,18 @@ def execute_pages(zoos: Sequence[str], profile: str, root: str | Path, *, book_d
     if not (book_dir / "_toc.yml").is_file():
         raise PhaseZooError(f"{book_dir}/_toc.yml not found (run from the repository root)")
     shutil.rmtree(book_dir / EXECUTED, ignore_errors=True)
+    (book_dir / DOWNLOADS_ROOT).mkdir(parents=True)  # Sphinx's html_extra_path: must exist
     common = {"profile": profile, "root": str(root)}  # notebooks run in the working directory
+    start = time.perf_counter()
+    folders = {z: write_downloads(z, profile, root, book_dir) for z in zoos}
+    log(f"downloads of {len(zoos)} zoos in {book_dir / DOWNLOADS_ROOT} ({time.perf_counter() - start:.0f} s)")
     jobs = []
     for page in pages:
         source = Path(notebook_dir) / f"{page.notebook}.py"
         if page.per_zoo:
-            jobs += [(source, page.target.format(zoo=zoo_slug(z)), {**common, "zoo": z}, zoo_slug(z)) for z in zoos]
+            jobs += [(source, page.target.format(zoo=zoo_slug(z)),
+                      {**common, "zoo": z, **({"downloads": str(folders[z])} if page.downloads else {})}, zoo_slug(z))
+                     for z in zoos]
         else:
             jobs.append((source, page.target, {**common, "zoos": list(zoos)}, None))
 

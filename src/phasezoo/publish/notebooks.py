@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ast
 import keyword
+import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,6 +36,9 @@ def _ipc_kernel_manager():
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
+            # the sockets are files named <ip>-<port>: each kernel gets its own prefix (the
+            # default, "kernel-ipc" in the working directory, is shared by kernels run side by side)
+            kwargs.setdefault("ip", os.path.join(tempfile.gettempdir(), f"phasezoo-kernel-{uuid.uuid4().hex[:12]}"))
             super().__init__(**kwargs)
 
     return IPCKernelManager

@@ -147,9 +147,10 @@ def test_the_claims_matrix_page_shows_intervals_and_links_each_verdict_to_its_ev
         {"claim": "transformer_corner", "zoo": "y", "status": NOT_TESTABLE, "margin": math.nan,
          "ci_low": math.nan, "ci_high": math.nan, "evidence": "no step"}])
     html = claims_matrix_html(rows, {"z": "z-page"})
-    cells = re.findall(r'<td class="([^"]+)"><a href="([^"]+)" title="([^"]*)">([^<]*)</a>', html)
-    assert ("inconclusive", "phases/z-page.html", "IV-B 0.1 &lt; best other 0.15", "? +0.05 [-0.01, +0.12]") in cells
-    assert ("reproduced", "downstream/z-page.html", "e", "✔ +0.2 [+0.1, +0.3]") in cells
+    cells = re.findall(r'<td class="([^"]+)"><a href="([^"]+)" title="([^"]*)">(.*?)</a>', html)
+    assert ("inconclusive", "phases/z-page.html", "IV-B 0.1 &lt; best other 0.15",
+            "? +0.05<br><small>[-0.01, +0.12]</small>") in cells
+    assert ("reproduced", "downstream/z-page.html", "e", "✔ +0.2<br><small>[+0.1, +0.3]</small>") in cells
     assert ("not-testable", "comparison.html", "no step", "–") in cells
     assert html.count("<tr>") == 1 + 3  # the header and one row per claim
     text = plain_doc(inspect.getdoc(transformer_corner))

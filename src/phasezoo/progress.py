@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TextIO
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: tqdm.auto would want ipywidgets in a notebook kernel and warn on every page
 
 
 def format_seconds(s: float) -> str:

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: tqdm.auto would want ipywidgets in a notebook kernel and warn on every page
 
 from phasezoo.data import BatchAugment, eval_split, load_dataset, steps_per_epoch, train_batches
 from phasezoo.models import model_from_config

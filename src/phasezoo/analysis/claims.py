@@ -490,17 +490,18 @@ def plain_doc(text: str) -> str:
     return re.sub(r":(\w+):`([^`]+)`", plain, text)
 
 
-def _interval_text(row) -> str:
+def _interval_text(row) -> tuple[str, str]:
+    """The margin and its interval as text: ``("+0.12", "[+0.05, +0.20]")`` (empty where absent)."""
     if not np.isfinite(row["margin"]):
-        return ""
-    ci = (f" [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
+        return "", ""
+    ci = (f"[{row['ci_low']:+.2g}, {row['ci_high']:+.2g}]"
           if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]) else "")
-    return f"{row['margin']:+.3g}{ci}"
+    return f"{row['margin']:+.2g}", ci
 
 
 def claims_matrix_html(results: pd.DataFrame, page_names: dict[str, str] | None = None) -> str:
     """The claims matrix as an HTML table for the book: claims down, zoos across; each cell the
-    verdict's mark, its margin and 90% interval (``✔ +0.12 [+0.05, +0.20]``), linked to the page
+    verdict's mark, its margin and, below, its 90% interval (``✔ +0.12`` / ``[+0.05, +0.2]``), linked to the page
     whose figure or table shows the evidence (:attr:`Claim.page`), the rule's evidence text as
     its tooltip. ``page_names``: zoo -> page name (default: the zoo's name)."""
     from html import escape
@@ -518,13 +519,15 @@ def claims_matrix_html(results: pd.DataFrame, page_names: dict[str, str] | None 
                 cells.append("<td></td>")
                 continue
             r = rows.loc[z]
-            text = f"{SYMBOLS[r['status']]} {_interval_text(r)}".strip()
+            margin, ci = _interval_text(r)
+            text = escape(f"{SYMBOLS[r['status']]} {margin}".strip()) + (f"<br><small>{escape(ci)}</small>" if ci else "")
             href = claim.page.format(zoo=(page_names or {}).get(z, z))
             cells.append(f'<td class="{r["status"].replace(" ", "-")}"><a href="{escape(href)}" '
-                         f'title="{escape(str(r["evidence"]))}">{escape(text)}</a></td>')
+                         f'title="{escape(str(r["evidence"]))}">{text}</a></td>')
         lines.append(f"<tr><td>{claim.section}</td><td>{escape(claim.statement)}</td>{''.join(cells)}</tr>")
     lines += ["</tbody>", "</table>"]
-    return "\n".join(lines)
+    # a box of its own that scrolls sideways on a narrow screen, instead of clipping the last zoos
+    return '<div class="claims-matrix-box">' + "\n".join(lines) + "</div>"
 
 
 def claims_matrix(results: pd.DataFrame) -> pd.DataFrame:

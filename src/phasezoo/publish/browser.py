@@ -40,7 +40,12 @@ _IMAGES_JS = """
 const done = arguments[arguments.length - 1];
 const imgs = Array.from(document.images);
 imgs.forEach(i => { i.loading = 'eager'; });
-Promise.all(imgs.map(i => i.decode().catch(() => null))).then(() => done(JSON.stringify({
+// the theme may keep the body unrendered for a moment after the load event (innerText is then
+// empty): wait up to 5 s for rendered text before reading it
+const rendered = () => new Promise(resolve => { const t0 = Date.now(); (function poll() {
+  if ((document.body && document.body.innerText.length > 0) || Date.now() - t0 > 5000) resolve();
+  else setTimeout(poll, 50); })(); });
+Promise.all([rendered(), ...imgs.map(i => i.decode().catch(() => null))]).then(() => done(JSON.stringify({
   title: document.title,
   url: document.location.href,
   text: document.body ? document.body.innerText.length : 0,

@@ -310,7 +310,8 @@ def test_the_book_builds_from_a_small_zoo_and_renders_in_chromium(tmp_path):
     assert f"Re-run this page: phasezoo notebook 02_phases -p zoo {spec_path} -p profile smoke -p root {root}" in words
     assert "injected-parameters" not in phase_page and "-p downloads" not in phase_page
     # each zoo page offers the member table, the epochs and the ptmz export, which are in the build
-    for name in ("tiny-pinn-smoke-members.csv", "tiny-pinn-smoke-epochs.csv", "tiny-pinn-smoke-ptmz.zip"):
+    for name in ("tiny-pinn-smoke-members.csv", "tiny-pinn-smoke-epochs.csv", "tiny-pinn-smoke-ptmz.zip",
+                 "tiny-pinn-smoke-hf.zip"):
         assert f'href="../../downloads/tiny-pinn/{name}"' in phase_page, name
         assert (html / "downloads" / "tiny-pinn" / name).stat().st_size > 0, name
     members = pd.read_csv(html / "downloads" / "tiny-pinn" / "tiny-pinn-smoke-members.csv")

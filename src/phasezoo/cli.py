@@ -148,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a zoo to another on-disk layout")
     _add_zoo_args(p)
     p.add_argument("--to", required=True, type=_folder_arg, help="destination folder (must not exist, or be empty)")
-    p.add_argument("--format", default="ptmz", choices=["ptmz"],
-                   help="ptmz: the authors' ray.tune layout (params.json, result.json, checkpoint_*)")
+    p.add_argument("--format", default="ptmz", choices=["ptmz", "hf"],
+                   help="ptmz: the authors' ray.tune layout (params.json, result.json, checkpoint_*); "
+                        "hf: Parquet shards, a dataset card and croissant.json (Hugging Face datasets, mlcroissant)")
+    p.add_argument("--max-rows-per-shard", type=int, default=None,
+                   help="hf: rows per Parquet shard at most (default: shards of about 256 MB of weights)")
 
     p = sub.add_parser("import", help="read a zoo in another on-disk layout into the store (profile imported)")
     p.add_argument("src", type=Path, help="the zoo folder (one subfolder per model)")
@@ -435,10 +438,20 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "export":
+        t0 = time.perf_counter()
+        if args.format == "hf":
+            from phasezoo.publish.hf import export_hf  # lazy: the CLI starts without importing torch
+
+            if args.max_rows_per_shard is not None and args.max_rows_per_shard < 1:
+                raise PhaseZooError(f"--max-rows-per-shard must be at least 1, got {args.max_rows_per_shard}")
+            info = export_hf(z, to=args.to, max_rows_per_shard=args.max_rows_per_shard)
+            print(f"exported {info['rows']} rows of {info['members']} members to {args.to} (format hf): "
+                  f"{info['shards']} shard(s), {info['bytes'] / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
+            return 0
         from phasezoo.publish.ptmz import export_ptmz  # lazy: the CLI starts without importing torch
 
         n = export_ptmz(z, to=args.to)
-        print(f"exported {n} members to {args.to} (format {args.format})")
+        print(f"exported {n} members to {args.to} (format {args.format}) in {time.perf_counter() - t0:.1f} s")
         return 0
     raise AssertionError(args.command)
 

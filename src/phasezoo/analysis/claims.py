@@ -478,7 +478,7 @@ SYMBOLS = {REPRODUCED: "✔", NOT_REPRODUCED: "✘", INCONCLUSIVE: "?", NOT_TEST
 def plain_doc(text: str) -> str:
     """A rule's docstring for a page that is not Sphinx-rendered: ``:role:`name``` becomes
     ```name```, with the value of a module constant beside it (``SHARP_STEP`` = 0.25)."""
-    import re
+    import re  # lazy: only the book's claims page needs it
 
     def plain(m: re.Match) -> str:
         name = m.group(2).lstrip("~").split(".")[-1]
@@ -504,7 +504,7 @@ def claims_matrix_html(results: pd.DataFrame, page_names: dict[str, str] | None 
     verdict's mark, its margin and, below, its 90% interval (``✔ +0.12`` / ``[+0.05, +0.2]``), linked to the page
     whose figure or table shows the evidence (:attr:`Claim.page`), the rule's evidence text as
     its tooltip. ``page_names``: zoo -> page name (default: the zoo's name)."""
-    from html import escape
+    from html import escape  # lazy: only the book's claims page needs it
 
     by_key = {c.key: c for c in CLAIMS}
     zoos = list(dict.fromkeys(results["zoo"]))

@@ -26,6 +26,7 @@ import pandas as pd
 
 from phasezoo.analysis.table import zoo_table
 from phasezoo.errors import PhaseZooError
+from phasezoo.landscape.phases import LABELS
 from phasezoo.landscape.runner import measured_epochs, resolve_epoch, zoo_phase_map
 from phasezoo.spec import ZooSpec
 from phasezoo.zoo import DEFAULT_ROOT, Zoo
@@ -77,7 +78,6 @@ def phase_history_summary(history: pd.DataFrame) -> pd.DataFrame:
     """Per epoch: the cells in each phase under the reference thresholds (``fixed: <label>``)
     and under the epoch's own calibration (``own: <label>``), and how many cells carry another
     label than at the reference epoch, under the reference thresholds (``moved``)."""
-    from phasezoo.landscape.phases import LABELS
 
     load, temp, ref = history.attrs["load"], history.attrs["temperature"], history.attrs["reference"]
     final = history[history["epoch"] == ref].set_index([load, temp])["phase_fixed"]

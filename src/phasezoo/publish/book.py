@@ -15,12 +15,16 @@ under ``book/executed/`` for inspection.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,7 +42,7 @@ EXECUTED = "executed"
 DOWNLOADS_ROOT = f"{EXECUTED}/_extra"
 #: the dataset exports a zoo's pages offer (zipped), and the size above which an export is not
 #: put in the book (its page then gives the command that writes it)
-DOWNLOAD_FORMATS = ("ptmz",)
+DOWNLOAD_FORMATS = ("ptmz", "hf")
 MAX_DOWNLOAD_BYTES = 64 * 2**20
 
 
@@ -148,15 +152,12 @@ def write_downloads(zoo: str, profile: str, root: str | Path, book_dir: str | Pa
     """Write a zoo's downloads for its book pages: the member table at the final epoch
     (``<zoo>-<profile>-members.csv``, :func:`phasezoo.analysis.table.zoo_table`), every recorded
     epoch of every member (``-epochs.csv``, :func:`phasezoo.zoo.zoo_history`), and each export of
-    ``formats`` zipped (``-ptmz.zip``: :func:`phasezoo.publish.ptmz.export_ptmz`), left out when
+    ``formats`` zipped (``-ptmz.zip``: :func:`phasezoo.publish.ptmz.export_ptmz`, ``-hf.zip``:
+    :func:`phasezoo.publish.hf.export_hf`), left out when
     larger than ``max_bytes``. ``manifest.json`` lists each file with its bytes and sha256, and
     each export left out with the command that writes it. Returns the folder."""
-    import hashlib
-    import json
-    import tempfile
-
-    from phasezoo.analysis.table import zoo_table
-    from phasezoo.zoo import Zoo, zoo_history
+    from phasezoo.analysis.table import zoo_table  # lazy: the CLI starts without importing torch
+    from phasezoo.zoo import Zoo, zoo_history  # lazy: the CLI starts without importing torch
 
     z = Zoo.of(zoo, profile, root)
     slug = zoo_slug(zoo)
@@ -189,9 +190,13 @@ def write_downloads(zoo: str, profile: str, root: str | Path, book_dir: str | Pa
 
 def _export(z, fmt: str, to: Path) -> None:
     if fmt == "ptmz":
-        from phasezoo.publish.ptmz import export_ptmz
+        from phasezoo.publish.ptmz import export_ptmz  # lazy: the CLI starts without importing torch
 
         export_ptmz(z, to=to)
+    elif fmt == "hf":
+        from phasezoo.publish.hf import export_hf  # lazy: the CLI starts without importing torch
+
+        export_hf(z, to=to)
     else:
         raise PhaseZooError(f"unknown export format {fmt!r} for the book's downloads")
 
@@ -199,9 +204,6 @@ def _export(z, fmt: str, to: Path) -> None:
 def downloads_html(folder: str | Path) -> str:
     """The download links of a zoo's page (its downloads ``folder``, :func:`downloads_dir`), as an
     HTML list; links are relative to a per-zoo page (``executed/<part>/<zoo>.html``)."""
-    import json
-    from html import escape
-
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     what = {"members.csv": "the member table (final epoch: config, results, metrics, phase, downstream)",

@@ -39,9 +39,6 @@ import datetime
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +46,7 @@ import pandas as pd
 
 from phasezoo.analysis.table import zoo_table
 from phasezoo.errors import PhaseZooError
+from phasezoo.publish.staging import members_to_export, staged_folder
 from phasezoo.spec import ZooSpec, cell_of
 from phasezoo.wsl.dataset import forward_order
 from phasezoo.zoo import DEFAULT_ROOT, Zoo
@@ -75,12 +73,6 @@ CONFIG_COLUMNS = ("arch", "dataset", "task", "width", "batch_size", "lr", "optim
                   "weight_decay", "epochs", "init", "beta")
 #: the weight columns, in this order, after the others
 WEIGHT_COLUMNS = ("layer_names", "layer_kinds", "layer_shapes", "layer_weights")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _rows_table(z: Zoo) -> pd.DataFrame:
@@ -307,22 +299,10 @@ def export_hf(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root:
         raise PhaseZooError(f"export --format hf needs pyarrow and mlcroissant ({e.name} is missing): "
                             "pip install 'phasezoo[hf]'") from None
     z = Zoo.of(zoo, profile, root)
-    if to is None:
-        raise PhaseZooError("export_hf needs a destination folder (to=...)")
-    to = Path(to)
-    if to.exists() and (not to.is_dir() or any(to.iterdir())):
-        raise PhaseZooError(f"export destination {to} exists and is not an empty folder")
-    store = z.store
-    members = [m for m in z.members if store.member(m.member).read_results()]
-    if not members:
-        raise PhaseZooError(f"no trained members of {z.name}/{z.profile} under {z.root}")
-    for m in members:  # check every file before writing anything
-        store.member(m.member).verify(m.to_dict())
+    to, members = members_to_export(z, to, "export_hf")
     rows = _rows_table(z)
     schema = _arrow_schema(rows)
-    to.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
-    try:
+    with staged_folder(to) as tmp:
         (tmp / "data").mkdir()
         written = []
         for k, shard in enumerate(_shards(z, rows, max_rows_per_shard)):
@@ -339,11 +319,4 @@ def export_hf(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, root:
         (tmp / "croissant.json").write_text(json.dumps(_croissant(z, tmp, schema, shard_files), indent=1))
         (tmp / "README.md").write_text(_card(z, rows, schema, n, nbytes))
         mlc.Dataset(jsonld=str(tmp / "croissant.json"))  # validates; raises on an invalid file
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the export is for others to read
-        if to.exists():
-            to.rmdir()
-        os.replace(tmp, to)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"members": len(members), "rows": len(rows), "shards": n, "bytes": nbytes}

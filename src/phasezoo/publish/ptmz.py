@@ -67,6 +67,7 @@ from phasezoo.errors import PhaseZooError
 from phasezoo.models import model_from_config
 from phasezoo.analysis.table import zoo_table
 from phasezoo.spec import STORED_SPEC, ZOO_NAME, MemberSpec, ZooSpec, list_zoos, spec_from_mapping
+from phasezoo.publish.staging import members_to_export, staged_folder
 from phasezoo.store import MemberStore, ZooStore, atomic_write_json
 from phasezoo.zoo import DEFAULT_ROOT, Zoo
 
@@ -231,22 +232,11 @@ def export_ptmz(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, roo
     export leaves nothing half-written at ``to``.
     """
     z = Zoo.of(zoo, profile, root)
-    if to is None:
-        raise PhaseZooError("export_ptmz needs a destination folder (to=...)")
-    to = Path(to)
-    if to.exists() and (not to.is_dir() or any(to.iterdir())):
-        raise PhaseZooError(f"export destination {to} exists and is not an empty folder")
+    to, members = members_to_export(z, to, "export_ptmz")
     store = z.store
-    members = [m for m in z.members if store.member(m.member).read_results()]
-    if not members:
-        raise PhaseZooError(f"no trained members of {z.name}/{z.profile} under {z.root}")
-    for m in members:  # check every file before writing anything
-        store.member(m.member).verify(m.to_dict())
     recorded = {len(store.member(m.member).read_results()) - 1 for m in members}
     metrics = _metric_rows(z, [e for e in z.settings.training.checkpoint_epochs if e <= max(recorded)])
-    to.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
-    try:
+    with staged_folder(to) as tmp:
         for m in members:
             ms = store.member(m.member)
             out = tmp / m.member
@@ -263,12 +253,6 @@ def export_ptmz(zoo: Zoo | str | Path | ZooSpec, profile: str | None = None, roo
                 ckpt = out / f"checkpoint_{epoch:06d}"
                 ckpt.mkdir()
                 torch.save(to_ptmz_state(ms.load_checkpoint(epoch)[1], m.arch), ckpt / "checkpoints")
-        if to.exists():
-            to.rmdir()
-        os.replace(tmp, to)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return len(members)
 
 

@@ -10,8 +10,10 @@
 # # Loss-landscape metrics and phases of a zoo
 #
 # One heatmap per metric over the load × temperature grid (seed means), with the phase
-# boundaries drawn on top (the paper's Figures 3 and 6–17), then the phase map, the thresholds
-# and how the map moves when each threshold moves by ±25 %.
+# boundaries drawn on top, in three figures as the paper's Figure 3 groups them (the phases with
+# test accuracy and train loss, the loss-landscape metrics, the downstream results; its Figures
+# 6–17 per zoo). Then the phase map in text, the thresholds and how the map moves when each
+# threshold moves by ±25 %, and, where several epochs were measured, the map over training.
 
 # %% tags=["parameters"]
 zoo = "digits-resnet18"

@@ -40,7 +40,9 @@ def exported(tmp_path_factory):
 
 
 def _rows(folder):
-    return datasets.load_dataset(str(folder))["train"]
+    # a cache of its own: `datasets` keys its cache of a local folder by the folder's name, so a
+    # shared cache could hand back another export's rows
+    return datasets.load_dataset(str(folder), cache_dir=str(folder.parent / f".cache-{folder.name}"))["train"]
 
 
 def test_one_row_per_member_and_checkpoint_in_shards(exported):

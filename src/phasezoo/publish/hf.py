@@ -27,8 +27,10 @@ One row per member and stored (checkpoint) epoch, in member order, then epoch:
   as ``num_batches_tracked`` are left out). ``np.reshape(layer_weights[i], layer_shapes[i])`` is
   the tensor.
 
-``datasets.load_dataset(FOLDER)`` reads the folder (split ``train``); ``mlcroissant`` reads the
-same rows through ``croissant.json`` (record set ``members``, nested lists included). Every stored
+``datasets.load_dataset(FOLDER)`` reads the folder (split ``train``; it caches a local folder
+under its name, so after a new export to the same path pass ``download_mode="force_redownload"``);
+``mlcroissant`` reads the same rows through ``croissant.json`` (record set ``members``, nested
+lists included, text as bytes, every weight as a Python float: slow for large zoos). Every stored
 file of the zoo is verified before anything is written; the folder is built next to the
 destination and renamed into place, so an interrupted export leaves nothing half-written.
 """
@@ -233,7 +235,9 @@ def _card(z: Zoo, rows: pd.DataFrame, schema, shards: int, nbytes: int) -> str:
         "", "## Loading", "", "```python", "import datasets, numpy as np",
         "ds = datasets.load_dataset(\"PATH/TO/THIS/FOLDER\")[\"train\"]", "row = ds[0]",
         "first = np.reshape(row[\"layer_weights\"][0], row[\"layer_shapes\"][0])   # row[\"layer_names\"][0]",
-        "```", "", "`croissant.json` describes the same rows (record set `members`) for `mlcroissant`:", "",
+        "```", "", "`datasets` caches a local folder under its name: after exporting again to the same "
+        "path, pass `download_mode=\"force_redownload\"` (or a fresh `cache_dir`) to read the new files.", "",
+        "`croissant.json` describes the same rows (record set `members`) for `mlcroissant`:", "",
         "```python", "import mlcroissant as mlc",
         "records = mlc.Dataset(jsonld=\"PATH/TO/THIS/FOLDER/croissant.json\").records(record_set=\"members\")", "```",
         "", "## Columns", "", "| column | type | meaning |", "|---|---|---|",

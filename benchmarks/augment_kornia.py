@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from phasezoo.executors import processor_name
 from phasezoo.data import BatchAugment, augment, load_dataset
 from phasezoo.spec import load_spec
 from phasezoo.train import train_member
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
     out = {
         "benchmark": "augment_kornia",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "machine": {"platform": platform.platform(), "processor": processor_name("cpu"),
                     "cpus": os.cpu_count(), "load_average_at_start": [round(v, 2) for v in load],
                     "python": sys.version.split()[0], "torch": torch.__version__, "kornia": kornia.__version__,
                     "threads": 1},

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from phasezoo.executors import processor_name
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_ZOOS = ("digits-resnet18", "digits-vit", "text-gpt", "convection-pinn")
 
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "benchmark": "export_formats",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "machine": {"platform": platform.platform(), "processor": processor_name("cpu"),
                     "cpus": os.cpu_count(), "load_average_at_start": [round(v, 2) for v in load],
                     "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
                     "python": sys.version.split()[0], "torch": torch.__version__, "threads": 1},

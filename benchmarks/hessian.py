@@ -124,6 +124,7 @@ import time
 import warnings
 from pathlib import Path
 
+from phasezoo.executors import processor_name
 from phasezoo.store import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
@@ -920,7 +921,7 @@ def machine_info() -> dict:
 
     loadavg = os.getloadavg() if hasattr(os, "getloadavg") else None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return {"machine": platform.machine(), "processor": platform.processor() or None, "cpu_count": cores,
+    return {"machine": platform.machine(), "processor": processor_name("cpu"), "cpu_count": cores,
             "torch_threads": torch.get_num_threads(),
             "loadavg": [round(v, 2) for v in loadavg] if loadavg else None,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

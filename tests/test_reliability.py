@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from phasezoo.cli import main
+from phasezoo.executors import processor_name
 from phasezoo.store import MemberStore
 from tests.conftest import TINY_SPEC, write_spec
 
@@ -448,8 +449,43 @@ def test_training_environment_is_recorded_and_a_resume_uses_its_thread_count(tmp
     finally:
         torch.set_num_threads(1)
     status = json.loads((tmp_path / "m" / "status.json").read_text())
-    assert status["trained_with"] == {"torch": torch.__version__, "device": "cpu", "threads": 2}
+    assert status["trained_with"] == {"torch": torch.__version__, "device": "cpu",
+                                      "processor": processor_name("cpu"), "threads": 2}
+    assert status["trained_with"]["processor"]
     assert seen[0] == 2 and torch.get_num_threads() == 1
+
+
+def test_a_resume_on_another_processor_warns_and_is_recorded(tmp_path, monkeypatch, capsys):
+    from phasezoo import train
+    from phasezoo.spec import load_spec
+
+    member = load_spec(write_spec(tmp_path)).members("smoke")[0]
+    train.train_member(member, tmp_path / "m", device="cpu", stop_after_epoch=1)
+    capsys.readouterr()
+    monkeypatch.setattr(train, "processor_name", lambda device: "Other CPU")
+    train.train_member(member, tmp_path / "m", device="cpu")
+    err = capsys.readouterr().err
+    assert "(Other CPU)" in err and "not bit-for-bit reproducible" in err
+    status = json.loads((tmp_path / "m" / "status.json").read_text())
+    assert status["trained_with"]["processor"] == processor_name("cpu")
+    resumed = status["resumed_with"][0]
+    assert resumed["processor"] == "Other CPU" and resumed["from_epoch"] == status["epoch"] - 1, resumed
+
+
+def test_a_member_started_before_the_processor_was_recorded_resumes_without_a_warning(tmp_path, monkeypatch,
+                                                                                     capsys):
+    from phasezoo import train
+    from phasezoo.spec import load_spec
+
+    member = load_spec(write_spec(tmp_path)).members("smoke")[0]
+    real = train.training_environment
+    with monkeypatch.context() as m:
+        m.setattr(train, "training_environment", lambda d: {k: v for k, v in real(d).items() if k != "processor"})
+        train.train_member(member, tmp_path / "m", device="cpu", stop_after_epoch=1)
+    capsys.readouterr()
+    train.train_member(member, tmp_path / "m", device="cpu")
+    assert "not bit-for-bit" not in capsys.readouterr().err
+    assert "resumed_with" not in json.loads((tmp_path / "m" / "status.json").read_text())
 
 
 def test_progress_lines_when_not_in_a_terminal(tiny_spec, tmp_path):

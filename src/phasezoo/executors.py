@@ -25,6 +25,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -106,6 +107,24 @@ class InProcessExecutor:
 
 #: how often a pool worker checks that the process that started it is still alive (seconds)
 ORPHAN_CHECK_S = 0.5
+
+
+def processor_name(device: torch.device | str = "cpu") -> str:
+    """The processor whose kernels run on ``device``: a CUDA device's name, else the CPU model
+    (``model name`` in ``/proc/cpuinfo`` on Linux, else :func:`platform.processor`). The same
+    code and torch train other bits on another processor (the phases chapter compares two)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def available_cores() -> int:

@@ -51,6 +51,7 @@ from phasezoo.models.packed import (
     unpack_optimizer_state,
 )
 from phasezoo.errors import CorruptFileError, PhaseZooError, warn
+from phasezoo.executors import processor_name
 from phasezoo.spec import MemberSpec
 from phasezoo.store import MemberStore
 from phasezoo.tasks import row_scores, task_for
@@ -259,10 +260,13 @@ def train_members(
 
 
 def training_environment(device: torch.device) -> dict[str, Any]:
-    """What decides the bits of a trained member besides its config: torch version, device and
-    torch's intra-op thread count (CPU kernels split reductions by thread). Packed training adds
-    ``packing`` (its strategy) and ``packed`` (how many seeds started together)."""
-    return {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}
+    """What decides the bits of a trained member besides its config: torch version, device, the
+    processor that runs its kernels (:func:`~phasezoo.executors.processor_name`: another CPU
+    model rounds differently) and torch's intra-op thread count (CPU kernels split reductions by
+    thread). Packed training adds ``packing`` (its strategy) and ``packed`` (how many seeds
+    started together)."""
+    return {"torch": torch.__version__, "device": str(device), "processor": processor_name(device),
+            "threads": torch.get_num_threads()}
 
 
 def _load_resume_state(store: MemberStore) -> tuple[Any, list[dict], str | None]:
@@ -447,10 +451,12 @@ def _environment_info(run: _Run, env: dict[str, Any]) -> dict[str, Any]:
     meta = run.resume[1]
     recorded = meta.get("environment") or env
     info = {"trained_with": recorded, **{k: v for k, v in meta.items() if k in ("restarted", "resumed_with")}}
-    keys = ("torch", "device", "packing", "device_options")
+    # a member started before the processor was recorded has none: that alone is no change
+    keys = ("torch", "device", "packing", "device_options") + (("processor",) if "processor" in recorded else ())
     if tuple(recorded.get(k) for k in keys) != tuple(env.get(k) for k in keys):
         info["resumed_with"] = [*info.get("resumed_with", []), {**env, "from_epoch": run.start}]
-        how = lambda e: f"torch {e['torch']} on {e['device']}" + (f", packed ({e['packing']})" if e.get("packing") else "")
+        how = lambda e: (f"torch {e['torch']} on {e['device']}" + (f" ({e['processor']})" if "processor" in recorded else "")
+                         + (f", packed ({e['packing']})" if e.get("packing") else ""))
         warn(f"{run.member.member}: started with {how(recorded)}, resumed with {how(env)}: "
              "not bit-for-bit reproducible")
     return info

@@ -13,7 +13,7 @@ from phasezoo.analysis.table import zoo_table
 from phasezoo.cli import main
 from phasezoo.landscape.runner import compute_metrics
 from phasezoo.publish.hf import export_hf
-from phasezoo.wsl.dataset import forward_order
+from phasezoo.wsl.features import forward_order
 from phasezoo.zoo import Zoo, train_zoo
 from tests.conftest import TINY_SPEC, write_spec
 

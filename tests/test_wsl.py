@@ -62,6 +62,30 @@ def test_feature_columns_align_across_widths():
     assert cols[0] == cols[1] and len(cols[0]) > 0
 
 
+def test_zoo_features_take_every_trained_tensor_of_a_vit_from_its_config(tmp_path):
+    """A ViT's class token and position embedding are parameters with other names than
+    weight/bias: the member's config names them, so they get features; a bare state dict falls
+    back to the suffix rule, which misses them."""
+    from phasezoo.models import model_from_config
+    from phasezoo.spec import load_spec
+    from phasezoo.store import MemberStore
+    from phasezoo.wsl.features import forward_order
+
+    config = load_spec("digits-vit").members("smoke")[0].to_dict()
+    model = model_from_config(config)
+    trained = {n for n, _ in model.named_parameters()}
+    store = MemberStore(tmp_path / "m")
+    store.write_config(config)
+    store.save_checkpoint(0, model.state_dict())
+    feats = zoo_features([tmp_path / "m"])
+    names = {c.rsplit(".", 1)[0] for c in feats.columns}
+    assert names == trained and {"cls", "pos"} <= names
+    assert feats.loc["m", "pos.mean"] == pytest.approx(float(model.pos.detach().double().mean()), rel=1e-12)
+    bare = weight_statistics(model.state_dict())
+    assert not any(c.startswith(("cls.", "pos.")) for c in bare) and set(bare) < set(feats.columns)
+    assert [n for n, k in forward_order(config).items() if k == "parameter"] == [n for n, _ in model.named_parameters()]
+
+
 def test_zoo_features_on_tiny_zoo(tmp_path):
     from phasezoo import train_zoo, zoo_table
 

@@ -21,7 +21,7 @@ One row per member and stored (checkpoint) epoch, in member order, then epoch:
   fractions, perplexity ``exp(loss)``), the loss-landscape metrics and the cell's ``phase`` where
   ``phasezoo metrics`` measured that epoch, the downstream results on the final epoch's rows;
   null where not computed;
-* the weights in the model's forward order (:func:`phasezoo.wsl.dataset.forward_order`):
+* the weights in the model's forward order (:func:`phasezoo.wsl.features.forward_order`):
   ``layer_names``, ``layer_kinds`` (``parameter`` or ``buffer``: BatchNorm statistics),
   ``layer_shapes`` and ``layer_weights`` (each tensor flattened, float32; non-float buffers such
   as ``num_batches_tracked`` are left out). ``np.reshape(layer_weights[i], layer_shapes[i])`` is
@@ -50,7 +50,7 @@ from phasezoo.analysis.table import zoo_table
 from phasezoo.errors import PhaseZooError
 from phasezoo.publish.staging import members_to_export, staged_folder
 from phasezoo.spec import ZooSpec, cell_of
-from phasezoo.wsl.dataset import forward_order
+from phasezoo.wsl.features import forward_order
 from phasezoo.zoo import DEFAULT_ROOT, Zoo
 
 #: the citation of the paper the zoos reproduce (dataset card and Croissant ``citeAs``)
@@ -158,15 +158,9 @@ def _weights(z: Zoo, member: str, epoch: int, order: dict[str, str]) -> dict[str
 def _shards(z: Zoo, rows: pd.DataFrame, max_rows: int | None) -> Iterator[list[dict]]:
     """Rows with their weights, grouped into shards (by row count and weight bytes)."""
     configs = {m.member: m.to_dict() for m in z.members}
-    orders: dict[str, dict[str, str]] = {}
     shard, size = [], 0
     for rec in rows.to_dict("records"):
-        config = configs[rec["member"]]
-        key = json.dumps({k: config[k] for k in ("arch", "width", "model", "task", "dataset")}, sort_keys=True,
-                         default=str)
-        if key not in orders:
-            orders[key] = forward_order(config)
-        w = _weights(z, rec["member"], int(rec["epoch"]), orders[key])
+        w = _weights(z, rec["member"], int(rec["epoch"]), forward_order(configs[rec["member"]]))
         shard.append({**rec, **w})
         size += sum(v.nbytes for v in w["layer_weights"])
         if (max_rows and len(shard) >= max_rows) or size >= SHARD_WEIGHT_BYTES:

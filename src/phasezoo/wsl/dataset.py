@@ -39,10 +39,9 @@ from torch.utils.data import Dataset
 from phasezoo.analysis.table import zoo_table
 from phasezoo.downstream.runner import DOWNSTREAM_COLUMNS
 from phasezoo.errors import PhaseZooError
-from phasezoo.models import model_from_config
 from phasezoo.spec import ZooSpec, cell_of
 from phasezoo.zoo import Zoo
-from phasezoo.wsl.features import _is_parameter
+from phasezoo.wsl.features import _is_parameter, forward_order
 
 #: properties attached to each item (NaN where not computed)
 PROPERTIES = ("width", "model_dim", "beta", "batch_size", "lr", "seed", "epoch", "train_loss",
@@ -51,17 +50,6 @@ PROPERTIES = ("width", "model_dim", "beta", "batch_size", "lr", "seed", "epoch",
               "mc_loss", "phase", "phase_final", "status")
 #: properties that are text; every other property is a number (NaN where missing)
 TEXT_PROPERTIES = ("phase", "phase_final", "status")
-
-
-def forward_order(config: dict) -> dict[str, str]:
-    """The state-dict names of a member config's model in the model's own order, each with its
-    kind, ``"parameter"`` (trainable: weights, biases, a ViT's class token and position
-    embedding) or ``"buffer"`` (BatchNorm statistics); built on the meta device, so nothing is
-    allocated."""
-    with torch.device("meta"):
-        model = model_from_config(config)
-    params = {name for name, _ in model.named_parameters()}
-    return {name: "parameter" if name in params else "buffer" for name in model.state_dict()}
 
 
 class ZooDataset(Dataset):
@@ -114,18 +102,13 @@ class ZooDataset(Dataset):
             raise PhaseZooError(f"no members of {self.spec.name}/{self.zoo.profile} under {self.zoo.root} match "
                                 f"epoch={epoch}, widths={widths}, cells={cells}, phases={phases}, "
                                 f"status={list(status)}")
-        self._order: dict[str, dict[str, str]] = {}  # forward order per architecture and size
         self.properties = (*PROPERTIES, *DOWNSTREAM_COLUMNS)
 
     def __len__(self) -> int:
         return len(self.table)
 
     def _names(self, member: str) -> dict[str, str]:
-        config = self._configs[member]
-        key = f"{config['arch']}/{config['width']}/{sorted((config.get('model') or {}).items())}"
-        if key not in self._order:
-            self._order[key] = forward_order(config)
-        return self._order[key]
+        return forward_order(self._configs[member])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.table.iloc[i]

@@ -23,8 +23,9 @@ names, so ``layer1.0.conv1.weight.mean`` means the same thing for every member.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,15 @@ import pandas as pd
 import torch
 
 from phasezoo.errors import PhaseZooError
+from phasezoo.models import model_from_config
 from phasezoo.store import MemberStore
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Last component of a state-dict key that marks a trainable parameter.
+#: Last component of a state-dict key that marks a trainable parameter, for a bare state dict
+#: without its model's config (with one, :func:`forward_order` says which tensors are trained).
 PARAMETER_SUFFIXES: tuple[str, ...] = ("weight", "bias")
+#: forward_order per architecture (arch, width, model settings, task, dataset), built once
+_ORDERS: dict[str, dict[str, str]] = {}
 
 
 def _quantile_names(quantiles: Sequence[float]) -> list[str]:
@@ -56,6 +61,21 @@ def _is_parameter(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in PARAMETER_SUFFIXES
 
 
+def forward_order(config: Mapping[str, Any]) -> dict[str, str]:
+    """The state-dict names of a member config's model in the model's own order, each with its
+    kind, ``"parameter"`` (trainable: weights, biases, a ViT's class token and position
+    embedding) or ``"buffer"`` (BatchNorm statistics); built on the meta device, so nothing is
+    allocated, and once per architecture."""
+    key = json.dumps({k: config.get(k) for k in ("arch", "width", "model", "task", "dataset")}, sort_keys=True,
+                     default=str)
+    if key not in _ORDERS:
+        with torch.device("meta"):
+            model = model_from_config(dict(config))
+        params = {name for name, _ in model.named_parameters()}
+        _ORDERS[key] = {name: "parameter" if name in params else "buffer" for name in model.state_dict()}
+    return dict(_ORDERS[key])
+
+
 def _as_float64(value: Any) -> np.ndarray | None:
     """Flattened float64 values of a floating-point tensor/array; None for other dtypes."""
     if isinstance(value, torch.Tensor):
@@ -69,18 +89,24 @@ def _as_float64(value: Any) -> np.ndarray | None:
 
 
 def weight_statistics(
-    state_dict: Mapping[str, Any], *, quantiles: Sequence[float] = DEFAULT_QUANTILES
+    state_dict: Mapping[str, Any], *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    parameters: Collection[str] | None = None,
 ) -> dict[str, float]:
     """Per-tensor weight statistics of one model (Unterthiner et al. 2020; the paper's Table 1).
 
-    For every floating-point entry of ``state_dict`` whose name ends in ``weight`` or ``bias``
-    (last dotted component), the features ``<name>.mean``, ``<name>.var`` (population
+    For every floating-point entry of ``state_dict`` that is a trained parameter, the features ``<name>.mean``, ``<name>.var`` (population
     variance) and ``<name>.q<100 p>`` for each ``p`` in ``quantiles`` (``q0``, ``q25``,
     ``q50``, ``q75``, ``q100`` by default) are computed from the flattened values; see the
     module docstring for the formulas. Computation is in float64.
 
-    Included: convolution and linear weights and biases, and BatchNorm's ``weight``/``bias``
-    (the affine scale and shift, which are trained parameters). Excluded: BatchNorm's
+    ``parameters``: the names of the model's trained tensors (``named_parameters``, as
+    :func:`forward_order` gives them); without it, a name counts as a parameter when its last
+    dotted component is ``weight`` or ``bias`` (:data:`PARAMETER_SUFFIXES`), which misses
+    parameters named otherwise, such as a ViT's ``cls_token`` and position embedding.
+
+    Included: convolution and linear weights and biases, BatchNorm's ``weight``/``bias``
+    (the affine scale and shift, which are trained parameters), and with ``parameters`` every
+    other trained tensor (a ViT's class token and position embedding). Excluded: BatchNorm's
     ``running_mean``/``running_var`` and ``num_batches_tracked``: they are buffers, statistics
     of the training data's activations accumulated during training, not weights found by the
     optimiser (and ``num_batches_tracked`` is an integer step counter). Non-float entries are
@@ -93,8 +119,9 @@ def weight_statistics(
     qnames = _quantile_names(quantiles)
     qs = np.asarray([float(q) for q in quantiles], dtype=np.float64)
     out: dict[str, float] = {}
+    is_parameter = _is_parameter if parameters is None else set(parameters).__contains__
     for name in sorted(state_dict):
-        if not _is_parameter(name):
+        if not is_parameter(name):
             continue
         values = _as_float64(state_dict[name])
         if values is None:
@@ -119,8 +146,9 @@ def zoo_features(
     """Weight statistics of many zoo members: one row per member, one column per feature.
 
     Each member's checkpoint at ``epoch`` (an int, or ``"last"``: its latest stored checkpoint)
-    is read with :meth:`phasezoo.store.MemberStore.load_checkpoint`; no model is built, so
-    members of different widths are read alike, and their columns align (same tensor names,
+    is read with :meth:`phasezoo.store.MemberStore.load_checkpoint`; its ``config.json`` names the
+    trained tensors (:func:`forward_order`, a model on the meta device, so nothing is allocated).
+    Members of different widths are read alike, and their columns align (same tensor names,
     different shapes). The index is the member name (the folder name, e.g. ``w0008_b0128_s0``),
     matching the ``member`` column of :func:`phasezoo.zoo_table`.
 
@@ -133,13 +161,16 @@ def zoo_features(
     first = None
     for d in member_dirs:
         d = Path(d)
+        store = MemberStore(d)
         try:
-            _, state = MemberStore(d).load_checkpoint(epoch)
+            _, state = store.load_checkpoint(epoch)
         except PhaseZooError:
             if skip_missing:
                 continue
             raise
-        feats = weight_statistics(state, quantiles=quantiles)
+        config = store.read_config()
+        params = None if config is None else [n for n, k in forward_order(config).items() if k == "parameter"]
+        feats = weight_statistics(state, quantiles=quantiles, parameters=params)
         if columns is None:
             columns, first = list(feats), d.name
         elif list(feats) != columns:

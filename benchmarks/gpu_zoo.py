@@ -203,7 +203,7 @@ def main(argv=None) -> int:
         "settings": {
             "zoo": spec.name, "profile": args.profile, "cells": len(rows), "epochs": args.epochs,
             "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name(device),
+            "device_name": processor_name(device),
             "options": options.as_dict(), "synthetic": args.synthetic, "tiny": args.tiny,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "loadavg_at_start": [round(v, 2) for v in loadavg] if loadavg else None,

@@ -124,7 +124,7 @@ import time
 import warnings
 from pathlib import Path
 
-from phasezoo.executors import processor_name
+from phasezoo.executors import available_cores, processor_name
 from phasezoo.store import atomic_write_json
 
 HERE = Path(__file__).resolve().parent
@@ -853,7 +853,7 @@ def pyhessian_part(args, argv, pyhessian_cls) -> None:
     # pyhessian calls loss.backward(create_graph=True), which warns about a reference cycle
     warnings.filterwarnings("ignore", message=".*create_graph=True.*")
     loadavg = os.getloadavg() if hasattr(os, "getloadavg") else None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = available_cores()
     if loadavg and loadavg[0] > 1.5:
         print(f"warning: load average {loadavg[0]:.2f} > 1.5 at start; timings will be noisy", file=sys.stderr)
 
@@ -920,7 +920,7 @@ def machine_info() -> dict:
     import torch
 
     loadavg = os.getloadavg() if hasattr(os, "getloadavg") else None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = available_cores()
     return {"machine": platform.machine(), "processor": processor_name("cpu"), "cpu_count": cores,
             "torch_threads": torch.get_num_threads(),
             "loadavg": [round(v, 2) for v in loadavg] if loadavg else None,

@@ -70,7 +70,7 @@ def forward_order(config: Mapping[str, Any]) -> dict[str, str]:
                      default=str)
     if key not in _ORDERS:
         with torch.device("meta"):
-            model = model_from_config(dict(config))
+            model = model_from_config(config)
         params = {name for name, _ in model.named_parameters()}
         _ORDERS[key] = {name: "parameter" if name in params else "buffer" for name in model.state_dict()}
     return dict(_ORDERS[key])
@@ -94,15 +94,15 @@ def weight_statistics(
 ) -> dict[str, float]:
     """Per-tensor weight statistics of one model (Unterthiner et al. 2020; the paper's Table 1).
 
-    For every floating-point entry of ``state_dict`` that is a trained parameter, the features ``<name>.mean``, ``<name>.var`` (population
-    variance) and ``<name>.q<100 p>`` for each ``p`` in ``quantiles`` (``q0``, ``q25``,
-    ``q50``, ``q75``, ``q100`` by default) are computed from the flattened values; see the
-    module docstring for the formulas. Computation is in float64.
+    For every floating-point entry of ``state_dict`` that is a trained parameter, the features
+    ``<name>.mean``, ``<name>.var`` (population variance) and ``<name>.q<100 p>`` for each ``p``
+    in ``quantiles`` (``q0``, ``q25``, ``q50``, ``q75``, ``q100`` by default) are computed from
+    the flattened values; see the module docstring for the formulas. Computation is in float64.
 
     ``parameters``: the names of the model's trained tensors (``named_parameters``, as
     :func:`forward_order` gives them); without it, a name counts as a parameter when its last
     dotted component is ``weight`` or ``bias`` (:data:`PARAMETER_SUFFIXES`), which misses
-    parameters named otherwise, such as a ViT's ``cls_token`` and position embedding.
+    parameters named otherwise, such as a ViT's class token ``cls`` and position embedding ``pos``.
 
     Included: convolution and linear weights and biases, BatchNorm's ``weight``/``bias``
     (the affine scale and shift, which are trained parameters), and with ``parameters`` every
